@@ -1,0 +1,3 @@
+from minirepo.cli import main
+
+main()

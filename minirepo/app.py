@@ -1,0 +1,79 @@
+"""`create_app(settings)`: one app per data folder, no module state, so tests build many."""
+
+from __future__ import annotations
+
+import logging
+from typing import IO, cast
+
+import peewee
+from flask import Flask, Request, Response, current_app, request
+
+from minirepo import auth, errors, views
+from minirepo.config import Settings
+from minirepo.db import is_locked
+from minirepo.services.index import Index
+from minirepo.services.maintenance import DataFolder, open_data
+from minirepo.services.upload import SpoolFile, UploadService
+
+log = logging.getLogger(__name__)
+
+# Form fields other than files (a README in `description`) are held in memory up to this.
+MULTIPART_SLACK = 1024**2
+
+
+class MinirepoRequest(Request):
+    """Streams file parts straight into `<data>/tmp`, hashing them on the way."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        folder: DataFolder = current_app.extensions["minirepo.data"]
+        spool = SpoolFile(folder.store, folder.settings.max_upload_size)
+        self.environ.setdefault("minirepo.spools", []).append(spool)
+        return cast("IO[bytes]", spool)
+
+
+def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
+    folder = folder or open_data(settings)
+    app = Flask(__name__, static_folder=None)
+    app.request_class = MinirepoRequest
+    # Never redirect between the spellings of one endpoint: clients refuse redirected POSTs.
+    app.url_map.redirect_defaults = False
+    app.secret_key = folder.secret
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_upload_size + MULTIPART_SLACK + settings.max_metadata_size,
+        MAX_FORM_MEMORY_SIZE=settings.max_metadata_size,
+        MAX_FORM_PARTS=1000,
+    )
+    app.extensions["minirepo.settings"] = settings
+    app.extensions["minirepo.data"] = folder
+    app.extensions["minirepo.index"] = Index(settings, folder.store)
+    app.extensions["minirepo.uploads"] = UploadService(folder.store, settings.max_metadata_size)
+    auth.init_app(app, auth.Authenticator(settings, folder.secret))
+    errors.init_app(app)
+    _init_busy_handler(app)
+    app.teardown_request(_discard_spools)
+    for blueprint in views.BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    return app
+
+
+def _discard_spools(exc: BaseException | None) -> None:
+    """Whatever happened, no temp file of this request outlives it."""
+    for spool in request.environ.pop("minirepo.spools", []):
+        spool.discard()
+
+
+def _init_busy_handler(app: Flask) -> None:
+    @app.errorhandler(peewee.OperationalError)
+    def _operational(exc: peewee.OperationalError) -> Response:
+        if is_locked(exc):
+            log.warning("database busy: answering 503")
+            busy = errors.Busy("Server busy (database locked); retry shortly")
+            return errors.to_response(busy.status, busy.reason, busy.headers)
+        log.error("database error", exc_info=exc)
+        return errors.to_response(500, "Internal server error")

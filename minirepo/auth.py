@@ -1,0 +1,217 @@
+"""`Authorization: Basic` → `Principal`, with the checks that keep it cheap and safe.
+
+pip, uv and twine send credentials on every request, so a successful password check is
+cached briefly (keyed by an HMAC, never the password), tokens cost one indexed lookup,
+an unknown user costs the same KDF run as a wrong password, and repeated failures get 429.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import hashlib
+import hmac
+import logging
+import threading
+import time
+
+from flask import Flask, current_app, g, request
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from minirepo import models
+from minirepo.config import Settings
+from minirepo.errors import Forbidden, TooManyRequests, Unauthorized
+from minirepo.permissions import PERMISSIONS, Action, Principal, RepoInfo, may
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "mr-"  # noqa: S105 - a prefix, not a secret
+TOKEN_USERNAME = "__token__"  # noqa: S105 - a user name
+MAX_PASSWORD_LENGTH = 4096
+KNOWN_HASH_METHODS = ("scrypt:", "pbkdf2:")
+LAST_USED_INTERVAL = 60.0
+
+
+def token_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def hash_password(password: str, method: str) -> str:
+    return generate_password_hash(password, method=method)
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """False, not a 500, for hashes werkzeug cannot read (imported or foreign ones)."""
+    if not stored.startswith(KNOWN_HASH_METHODS):
+        return False
+    try:
+        return check_password_hash(stored, password)
+    except ValueError:
+        return False
+
+
+def parse_basic(header: str) -> tuple[str, str] | None:
+    """(user, password) from a Basic header; None when it carries no credentials."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthorized("Only HTTP Basic authentication is supported")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized("Malformed Authorization header") from exc
+    user, sep, password = decoded.partition(":")
+    password = password.strip("\r\n")
+    if not sep or not password:
+        return None
+    return user, password
+
+
+class FailureLimiter:
+    """Counts failed logins per user and per address in a sliding window, in memory."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                times = self._prune(key, now)
+                if len(times) >= self.limit:
+                    retry = max(1, int(times[0] + self.window - now) + 1)
+                    raise TooManyRequests("Too many failed logins; try again later", retry)
+
+    def record(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                times = self._prune(key, now)
+                times.append(now)
+                if len(times) == self.limit:
+                    log.warning("login locked out for %s after %d failures", key, self.limit)
+
+    def _prune(self, key: str, now: float) -> collections.deque[float]:
+        times = self._failures.setdefault(key, collections.deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times and len(self._failures) > 10_000:
+            self._failures.pop(key)
+            times = self._failures.setdefault(key, collections.deque())
+        return times
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, secret: bytes) -> None:
+        self.settings = settings
+        self.secret = secret
+        self.limiter = FailureLimiter(settings.login_failure_limit, settings.login_failure_window)
+        self._verified: dict[bytes, tuple[float, Principal]] = {}
+        self._last_used: dict[int, float] = {}
+        self._dummy_hash = hash_password("not a real password", settings.password_hash)
+
+    def authenticate(self, header: str | None, remote_addr: str) -> Principal | None:
+        """None for anonymous callers; raises Unauthorized for wrong credentials."""
+        if not header:
+            return None
+        credentials = parse_basic(header)
+        if credentials is None:
+            return None
+        user, password = credentials
+        if password.startswith(TOKEN_PREFIX):
+            return self._check_token(user, password)
+        return self._check_password(user, password, remote_addr)
+
+    def _check_token(self, user: str, secret: str) -> Principal:
+        token = (
+            models.Token.select(models.Token, models.User)
+            .join(models.User)
+            .where(models.Token.secret_sha256 == token_digest(secret))
+            .first()
+        )
+        now = models.utcnow()
+        if (
+            token is None
+            or token.revoked
+            or token.user.disabled
+            or (token.expires is not None and token.expires <= now)
+            or user not in (TOKEN_USERNAME, token.user.name)
+        ):
+            raise Unauthorized("Invalid or expired API token")
+        self._touch(token.id)
+        return Principal(
+            user_id=token.user.id,
+            name=token.user.name,
+            is_admin=token.user.is_admin,
+            permission=PERMISSIONS.get(token.permission, Action.READ),
+            repositories=_split(token.repositories),
+            projects=_split(token.projects),
+            token_prefix=token.prefix,
+        )
+
+    def _touch(self, token_id: int) -> None:
+        """Record `last_used` at most once a minute per token: no write per request."""
+        now = time.monotonic()
+        if now - self._last_used.get(token_id, -LAST_USED_INTERVAL) < LAST_USED_INTERVAL:
+            return
+        self._last_used[token_id] = now
+        models.Token.update(last_used=models.utcnow()).where(models.Token.id == token_id).execute()
+
+    def _check_password(self, user: str, password: str, remote_addr: str) -> Principal:
+        keys = (f"user:{user.lower()}", f"addr:{remote_addr}")
+        self.limiter.check(*keys)
+        if len(password) > MAX_PASSWORD_LENGTH or len(user) > 200:
+            self.limiter.record(*keys)
+            raise Unauthorized("Invalid username or password")
+        cache_key = hmac.new(self.secret, f"{user}\0{password}".encode(), hashlib.sha256).digest()
+        cached = self._verified.get(cache_key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        account = models.User.get_or_none(models.User.name == user)
+        stored = account.password_hash if account is not None else self._dummy_hash
+        is_valid = verify_password(stored, password)
+        if account is None or not is_valid or account.disabled:
+            self.limiter.record(*keys)
+            raise Unauthorized("Invalid username or password")
+        principal = Principal(
+            user_id=account.id,
+            name=account.name,
+            is_admin=account.is_admin,
+            permission=Action.ADMIN if account.is_admin else Action.UPLOAD,
+        )
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[cache_key] = (time.monotonic() + self.settings.auth_cache_seconds, principal)
+        return principal
+
+
+def _split(text: str) -> frozenset[str]:
+    return frozenset(item for item in text.split(",") if item)
+
+
+def init_app(app: Flask, authenticator: Authenticator) -> None:
+    app.extensions["minirepo.auth"] = authenticator
+
+
+def current_principal() -> Principal | None:
+    """The caller of this request, authenticated once and kept on `g`."""
+    if "principal" not in g:
+        authenticator: Authenticator = current_app.extensions["minirepo.auth"]
+        g.principal = authenticator.authenticate(
+            request.headers.get("Authorization"), request.remote_addr or ""
+        )
+    principal: Principal | None = g.principal
+    return principal
+
+
+def require(action: Action, repo: RepoInfo, project: str | None = None) -> Principal | None:
+    """401 for anonymous callers (so pip and uv try keyring and netrc), 403 otherwise."""
+    principal = current_principal()
+    if may(principal, action, repo, project):
+        return principal
+    if principal is None:
+        raise Unauthorized("Authentication required")
+    raise Forbidden(f"User {principal.name!r} may not {action.name.lower()} in {repo.name!r}")

@@ -1,0 +1,51 @@
+"""The database handle, its pragmas, the write transaction and the schema.
+
+SQLite in WAL mode lets pages be read while an upload commits; every write takes the lock
+up front (`BEGIN IMMEDIATE`), because a deferred transaction that reads and then writes
+fails with "database is locked" at once instead of waiting (SECURITY.md D6).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import peewee
+
+database = peewee.DatabaseProxy()
+
+
+def open_sqlite(path: Path, busy_timeout: float) -> peewee.SqliteDatabase:
+    """Open (creating if needed) the SQLite file with a private mode and WAL."""
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    return peewee.SqliteDatabase(
+        str(path),
+        timeout=busy_timeout,
+        pragmas={
+            "journal_mode": "wal",
+            "synchronous": "full",
+            "foreign_keys": 1,
+            "busy_timeout": int(busy_timeout * 1000),
+            "cache_size": -8000,
+        },
+    )
+
+
+def bind(db: peewee.Database) -> None:
+    database.initialize(db)
+
+
+def write_transaction() -> AbstractContextManager[object]:
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        result: AbstractContextManager[object] = database.atomic(lock_type="IMMEDIATE")
+        return result
+    result = database.atomic()
+    return result
+
+
+def is_locked(exc: BaseException) -> bool:
+    """True for SQLite's busy errors, which become a 503 with Retry-After, not a 500."""
+    return isinstance(exc, peewee.OperationalError) and "locked" in str(exc).lower()

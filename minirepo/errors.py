@@ -1,0 +1,142 @@
+"""The exception hierarchy, and the one place it becomes an HTTP answer.
+
+twine, pdm, hatch and flit print only the status line of an error and uv prints only the
+body, so every refusal carries the same one-line reason in both (CLIENTS.md, trap 2).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+log = logging.getLogger(__name__)
+
+
+class MinirepoError(Exception):
+    """A refusal the client should read; `reason` is shown to them as is."""
+
+    status = 500
+    headers: dict[str, str] = {}  # noqa: RUF012 - class-level default, never mutated
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BadRequest(MinirepoError):
+    status = 400
+
+
+class InvalidUpload(BadRequest):
+    """The uploaded form, filename, archive or metadata is not acceptable."""
+
+
+class FilenameBurned(BadRequest):
+    """A filename that was used once stays unusable, even after a delete (PEP 592 spirit)."""
+
+
+class Unauthorized(MinirepoError):
+    status = 401
+    headers = {"WWW-Authenticate": 'Basic realm="minirepo"'}  # noqa: RUF012
+
+
+class Forbidden(MinirepoError):
+    status = 403
+
+
+class NotFound(MinirepoError):
+    status = 404
+
+
+class FileExists(MinirepoError):
+    status = 409
+
+
+class Gone(MinirepoError):
+    status = 410
+
+
+class TooLarge(MinirepoError):
+    status = 413
+
+
+class TooManyRequests(MinirepoError):
+    status = 429
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class StorageError(MinirepoError):
+    """The data folder could not store or serve a file (disk full, damaged file)."""
+
+    status = 507
+
+
+class DamagedFile(MinirepoError):
+    """A stored file no longer matches its row; never serve it with a wrong hash."""
+
+    status = 500
+
+
+class Busy(MinirepoError):
+    """The database stayed locked longer than the busy timeout; clients may retry."""
+
+    status = 503
+    headers = {"Retry-After": "1"}  # noqa: RUF012
+
+
+class UserError(MinirepoError):
+    """A command-line mistake: the CLI prints it as one line and exits 1."""
+
+    status = 400
+
+
+def one_line(text: str) -> str:
+    """Make `text` safe for a status line: one line of latin-1, no control characters."""
+    first = text.splitlines()[0] if text else ""
+    cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in first)
+    return cleaned[:400]
+
+
+def to_response(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
+    """Answer with `reason` as the reason phrase and as the plain-text body."""
+    phrase = one_line(reason)
+    response = Response(phrase + "\n", mimetype="text/plain")
+    response.status = f"{status} {phrase}"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(MinirepoError)
+    def _minirepo_error(exc: MinirepoError) -> Response:
+        return to_response(exc.status, exc.reason, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> BaseResponse:
+        response = exc.get_response()
+        status = exc.code or 500
+        if 300 <= status < 400:
+            return response
+        reason = exc.description or exc.name
+        if status == 413:
+            reason = "Request body too large for this server"
+        elif status == 405:
+            reason = "Method not allowed here"
+        elif status == 404:
+            reason = "Not found"
+        answer = to_response(status, reason)
+        if "Allow" in response.headers:
+            answer.headers["Allow"] = response.headers["Allow"]
+        return answer
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.error("unhandled error while answering a request", exc_info=exc)
+        return to_response(500, "Internal server error")

@@ -1,0 +1,133 @@
+"""Peewee models: repositories, projects, releases, files, users, tokens, the audit log.
+
+Never imports Flask, so the CLI and the server share it.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import peewee
+
+from minirepo.db import database
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC, the form stored in the database."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(peewee.Model):
+    id = peewee.AutoField()
+
+    class Meta:
+        database = database
+
+
+class Repository(BaseModel):
+    name = peewee.CharField(unique=True)
+    description = peewee.TextField(default="")
+    read = peewee.CharField(default="anonymous")
+    generation = peewee.IntegerField(default=0)
+    created = peewee.DateTimeField(default=utcnow)
+
+
+class Project(BaseModel):
+    repository = peewee.ForeignKeyField(Repository, backref="projects", on_delete="CASCADE")
+    name = peewee.CharField()
+    normalized = peewee.CharField()
+    created = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("repository", "normalized"), True),)
+
+
+class Release(BaseModel):
+    project = peewee.ForeignKeyField(Project, backref="releases", on_delete="CASCADE")
+    version = peewee.CharField()
+    canonical_version = peewee.CharField()
+    summary = peewee.TextField(default="")
+    requires_python = peewee.CharField(default="")
+    metadata_json = peewee.TextField(default="{}")
+    created = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("project", "canonical_version"), True),)
+
+
+class User(BaseModel):
+    name = peewee.CharField(unique=True)
+    password_hash = peewee.CharField(default="")
+    is_admin = peewee.BooleanField(default=False)
+    disabled = peewee.BooleanField(default=False)
+    created = peewee.DateTimeField(default=utcnow)
+
+
+class File(BaseModel):
+    release = peewee.ForeignKeyField(Release, backref="files", on_delete="CASCADE")
+    repository = peewee.ForeignKeyField(Repository)
+    filename = peewee.CharField()
+    packagetype = peewee.CharField()
+    python_version = peewee.CharField(default="")
+    requires_python = peewee.CharField(default="")
+    size = peewee.BigIntegerField()
+    sha256 = peewee.CharField(max_length=64)
+    blake2b_256 = peewee.CharField(max_length=64)
+    md5 = peewee.CharField(max_length=32)
+    metadata_sha256 = peewee.CharField(max_length=64, null=True)
+    yanked = peewee.BooleanField(default=False)
+    yanked_reason = peewee.TextField(default="")
+    upload_time = peewee.DateTimeField(default=utcnow)
+    uploader = peewee.ForeignKeyField(User, null=True, on_delete="SET NULL")
+    storage_key = peewee.CharField()
+
+    class Meta:
+        indexes = ((("repository", "filename"), True),)
+
+
+class FileMetadata(BaseModel):
+    """The exact core-metadata bytes served as `<file>.metadata` (PEP 658)."""
+
+    file = peewee.ForeignKeyField(File, unique=True, on_delete="CASCADE")
+    content = peewee.BlobField()
+
+
+class UsedFilename(BaseModel):
+    """Every filename ever stored; it stays burned after a delete, as on PyPI."""
+
+    repository = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    filename = peewee.CharField()
+
+    class Meta:
+        indexes = ((("repository", "filename"), True),)
+
+
+class Token(BaseModel):
+    user = peewee.ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    secret_sha256 = peewee.CharField(max_length=64, unique=True)
+    prefix = peewee.CharField()
+    description = peewee.TextField(default="")
+    permission = peewee.CharField(default="upload")
+    repositories = peewee.TextField(default="")
+    projects = peewee.TextField(default="")
+    expires = peewee.DateTimeField(null=True)
+    last_used = peewee.DateTimeField(null=True)
+    revoked = peewee.BooleanField(default=False)
+    created = peewee.DateTimeField(default=utcnow)
+
+
+class Event(BaseModel):
+    time = peewee.DateTimeField(default=utcnow)
+    actor = peewee.CharField(default="")
+    action = peewee.CharField()
+    repository = peewee.CharField(default="")
+    project = peewee.CharField(default="")
+    filename = peewee.CharField(default="")
+    remote_addr = peewee.CharField(default="")
+
+
+MODELS = (Repository, Project, Release, User, File, FileMetadata, UsedFilename, Token, Event)
+
+
+def create_schema() -> None:
+    database.create_tables(MODELS, safe=True)

@@ -1,0 +1,330 @@
+"""The read side: repositories, simple pages and stored files.
+
+Simple pages are rendered once per change and kept in memory, keyed by the repository's
+generation counter, which every write bumps in its own transaction. The generation is
+re-read from the database at most every `page_cache_seconds`, so a page request normally
+costs no query at all (PERFORMANCE.md: one query per page caps the stack near 1 400 req/s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import gzip
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, BinaryIO, cast
+from urllib.parse import quote
+
+from packaging.version import InvalidVersion, Version
+
+from minirepo import models
+from minirepo.config import Settings
+from minirepo.errors import DamagedFile, NotFound
+from minirepo.permissions import RepoInfo
+from minirepo.storage import BlobStore
+
+log = logging.getLogger(__name__)
+
+HTML = "text/html"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+API_VERSION = "1.1"
+REPO_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
+RESERVED_REPO_NAMES = frozenset({"simple", "files", "pypi", "legacy", "project", "-"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    body: bytes
+    gzipped: bytes
+    etag: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredFile:
+    id: int
+    filename: str
+    storage_key: str
+    size: int
+    sha256: str
+    upload_time: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileRow:
+    filename: str
+    version: str
+    sha256: str
+    size: int
+    requires_python: str
+    metadata_sha256: str | None
+    yanked: bool
+    yanked_reason: str
+    upload_time: datetime.datetime
+
+
+def _tuples(query: object) -> list[tuple[Any, ...]]:
+    """Peewee's stubs type `.tuples()` as models; the rows really are tuples."""
+    return list(cast("Iterable[tuple[Any, ...]]", query))
+
+
+def make_page(body: bytes) -> Page:
+    return Page(body, gzip.compress(body, compresslevel=6, mtime=0), _etag(body))
+
+
+def _etag(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def upload_time_text(value: datetime.datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _version_key(text: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        return (0, text)
+
+
+class Index:
+    def __init__(self, settings: Settings, store: BlobStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._repos: dict[str, tuple[float, RepoInfo]] = {}
+        self._pages: dict[tuple[int, str, str], tuple[int, Page]] = {}
+        self._lock = threading.Lock()
+
+    def repo(self, name: str | None) -> RepoInfo:
+        """The repository named in the URL (None: the default), from a short-lived cache."""
+        name = name or self.settings.default_repository
+        now = time.monotonic()
+        cached = self._repos.get(name)
+        if cached is not None and now - cached[0] < self.settings.page_cache_seconds:
+            return cached[1]
+        if not REPO_NAME_RE.match(name) or name in RESERVED_REPO_NAMES:
+            raise NotFound("Not found")
+        row = models.Repository.get_or_none(models.Repository.name == name)
+        if row is None:
+            raise NotFound(f"No repository named {name!r}")
+        info = RepoInfo(row.id, row.name, row.read, row.generation)
+        with self._lock:
+            self._repos[name] = (now, info)
+        return info
+
+    def note_generation(self, repo: RepoInfo, generation: int) -> None:
+        """Called after a write commits in this process: its pages change at once."""
+        with self._lock:
+            updated = dataclasses.replace(repo, generation=generation)
+            self._repos[repo.name] = (time.monotonic(), updated)
+
+    def _cached(self, repo: RepoInfo, project: str, kind: str) -> Page | None:
+        entry = self._pages.get((repo.id, project, kind))
+        if entry is not None and entry[0] == repo.generation:
+            return entry[1]
+        return None
+
+    def _store(self, repo: RepoInfo, project: str, kind: str, page: Page) -> Page:
+        with self._lock:
+            if len(self._pages) > 50_000:
+                self._pages.clear()
+            self._pages[(repo.id, project, kind)] = (repo.generation, page)
+        return page
+
+    def root_page(self, repo: RepoInfo, kind: str) -> Page:
+        page = self._cached(repo, "", kind)
+        if page is not None:
+            return page
+        rows = (
+            models.Project.select(models.Project.name, models.Project.normalized)
+            .where(models.Project.repository == repo.id)
+            .order_by(models.Project.normalized)
+            .tuples()
+        )
+        projects = [(str(name), str(norm)) for name, norm in _tuples(rows)]
+        body = _root_json(projects) if kind == JSON_V1 else _root_html(projects)
+        return self._store(repo, "", kind, make_page(body))
+
+    def project_name(self, repo: RepoInfo, normalized: str) -> str | None:
+        row = (
+            models.Project.select(models.Project.name)
+            .where(
+                (models.Project.repository == repo.id) & (models.Project.normalized == normalized)
+            )
+            .first()
+        )
+        return None if row is None else str(row.name)
+
+    def project_page(self, repo: RepoInfo, normalized: str, kind: str) -> Page | None:
+        """None when the project does not exist in this repository."""
+        page = self._cached(repo, normalized, kind)
+        if page is not None:
+            return page
+        project = (
+            models.Project.select()
+            .where(
+                (models.Project.repository == repo.id) & (models.Project.normalized == normalized)
+            )
+            .first()
+        )
+        if project is None:
+            return None
+        files = self._file_rows(project.id)
+        if kind == JSON_V1:
+            body = _project_json(project.name, normalized, files)
+        else:
+            body = _project_html(project.name, normalized, files)
+        return self._store(repo, normalized, kind, make_page(body))
+
+    def _file_rows(self, project_id: int) -> list[_FileRow]:
+        query = (
+            models.File.select(
+                models.File.filename,
+                models.Release.version,
+                models.File.sha256,
+                models.File.size,
+                models.File.requires_python,
+                models.File.metadata_sha256,
+                models.File.yanked,
+                models.File.yanked_reason,
+                models.File.upload_time,
+            )
+            .join(models.Release)
+            .where(models.Release.project == project_id)
+            .tuples()
+        )
+        rows = [_FileRow(*row) for row in _tuples(query)]
+        rows.sort(key=lambda row: (_version_key(row.version), row.filename))
+        return rows
+
+    def stored_file(self, repo: RepoInfo, normalized: str, filename: str) -> StoredFile:
+        row = (
+            models.File.select(
+                models.File.id,
+                models.File.filename,
+                models.File.storage_key,
+                models.File.size,
+                models.File.sha256,
+                models.File.upload_time,
+            )
+            .join(models.Release)
+            .join(models.Project)
+            .where(
+                (models.File.repository == repo.id)
+                & (models.File.filename == filename)
+                & (models.Project.normalized == normalized)
+            )
+            .tuples()
+            .first()
+        )
+        row = cast("tuple[Any, ...] | None", row)
+        if row is None:
+            raise NotFound(f"No file named {filename!r} in {repo.name!r}")
+        file_id, name, key, size, sha256, uploaded = row
+        return StoredFile(file_id, name, key, size, sha256, uploaded)
+
+    def open_file(
+        self, repo: RepoInfo, normalized: str, filename: str
+    ) -> tuple[BinaryIO, StoredFile]:
+        """The stored file, checked against its row by size; the caller closes the handle.
+
+        A full re-hash is `minirepo fsck`'s job; a size check per request catches truncation
+        cheaply, so a damaged file is refused instead of served with a wrong hash.
+        """
+        stored = self.stored_file(repo, normalized, filename)
+        try:
+            handle = self.store.open(stored.storage_key)
+        except OSError as exc:
+            log.error("stored file %s is missing: %s", stored.storage_key, exc)
+            raise DamagedFile(f"Stored file {filename} is missing on the server") from exc
+        if os.fstat(handle.fileno()).st_size != stored.size:
+            handle.close()
+            log.error("stored file %s has the wrong size", stored.storage_key)
+            raise DamagedFile(f"Stored file {filename} is damaged on the server")
+        return handle, stored
+
+    def core_metadata(self, repo: RepoInfo, normalized: str, filename: str) -> bytes:
+        stored = self.stored_file(repo, normalized, filename)
+        row = models.FileMetadata.get_or_none(models.FileMetadata.file == stored.id)
+        if row is None:
+            raise NotFound(f"No core metadata for {filename!r}")
+        return bytes(row.content)
+
+
+def _file_url(normalized: str, filename: str) -> str:
+    return f"../../files/{normalized}/{quote(filename)}"
+
+
+def _head(title: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html>\n<head>\n"
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n"
+    )
+
+
+def _root_html(projects: list[tuple[str, str]]) -> bytes:
+    links = "".join(
+        f'<a href="{quote(normalized)}/">{html.escape(name)}</a>\n' for name, normalized in projects
+    )
+    return (_head("Simple index") + links + "</body>\n</html>\n").encode()
+
+
+def _root_json(projects: list[tuple[str, str]]) -> bytes:
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "projects": [{"name": name} for name, _ in projects],
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _project_html(name: str, normalized: str, files: list[_FileRow]) -> bytes:
+    lines = [_head(f"Links for {name}")]
+    for row in files:
+        attributes = [f'href="{_file_url(normalized, row.filename)}#sha256={row.sha256}"']
+        if row.requires_python:
+            attributes.append(f'data-requires-python="{html.escape(row.requires_python)}"')
+        if row.metadata_sha256:
+            value = f"sha256={row.metadata_sha256}"
+            attributes.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
+        if row.yanked:
+            attributes.append(f'data-yanked="{html.escape(row.yanked_reason)}"')
+        lines.append(f"<a {' '.join(attributes)}>{html.escape(row.filename)}</a><br>\n")
+    lines.append("</body>\n</html>\n")
+    return "".join(lines).encode()
+
+
+def _project_json(name: str, normalized: str, files: list[_FileRow]) -> bytes:
+    entries = []
+    for row in files:
+        entry: dict[str, object] = {
+            "filename": row.filename,
+            "url": _file_url(normalized, row.filename),
+            "hashes": {"sha256": row.sha256},
+        }
+        if row.requires_python:
+            entry["requires-python"] = row.requires_python
+        metadata: object = {"sha256": row.metadata_sha256} if row.metadata_sha256 else False
+        entry["core-metadata"] = metadata
+        entry["dist-info-metadata"] = metadata
+        entry["yanked"] = (row.yanked_reason or True) if row.yanked else False
+        entry["size"] = row.size
+        entry["upload-time"] = upload_time_text(row.upload_time)
+        entries.append(entry)
+    versions = sorted({row.version for row in files}, key=_version_key)
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "name": normalized,
+        "versions": versions,
+        "files": entries,
+    }
+    return json.dumps(document, separators=(",", ":")).encode()

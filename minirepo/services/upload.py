@@ -1,0 +1,255 @@
+"""The upload pipeline: stream and hash → validate → publish the blob → one transaction.
+
+Everything slow (streaming, hashing, reading METADATA, fsync) happens before the write
+lock is taken; the transaction only checks for duplicates, links the blob into place and
+inserts rows, so a failure at any step leaves no row, no blob and no temp file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import logging
+import os
+from typing import IO, Any
+
+from packaging.utils import canonicalize_version
+
+from minirepo import dists, models
+from minirepo.db import write_transaction
+from minirepo.errors import FileExists, FilenameBurned, Gone, InvalidUpload, TooLarge
+from minirepo.permissions import Principal, RepoInfo
+from minirepo.storage import LocalBlobStore, blob_key, storage_error
+
+log = logging.getLogger(__name__)
+
+DIGEST_FIELDS = ("sha256_digest", "blake2_256_digest", "md5_digest")
+
+
+class SpoolFile:
+    """Where werkzeug's form parser writes the file part: a temp file hashed as it grows.
+
+    The file lives in `<data>/tmp`, on the blob store's filesystem, so publishing it is a
+    hard link, never a copy.
+    """
+
+    def __init__(self, store: LocalBlobStore, limit: int) -> None:
+        fd, self.path = store.new_temp()
+        self._file: IO[bytes] = os.fdopen(fd, "w+b")
+        self.limit = limit
+        self.size = 0
+        self._hashes: dict[str, Any] = {
+            "sha256_digest": hashlib.sha256(),
+            "blake2_256_digest": hashlib.blake2b(digest_size=32),
+            "md5_digest": hashlib.md5(usedforsecurity=False),
+        }
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise TooLarge(f"File too large: the limit is {self.limit} bytes")
+        for digest in self._hashes.values():
+            digest.update(data)
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            raise storage_error(exc, "the upload") from exc
+
+    def digest(self, field: str) -> str:
+        return str(self._hashes[field].hexdigest())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def sync(self) -> None:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise storage_error(exc, "the upload") from exc
+
+    def close(self) -> None:
+        self._file.close()
+
+    def discard(self) -> None:
+        """Close and remove the temp file; safe to call twice."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadForm:
+    action: str
+    protocol_version: str
+    name: str
+    version: str
+    filetype: str
+    digests: dict[str, str]
+    filename: str
+    content: SpoolFile | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    dist: dists.DistFilename
+    metadata: dists.CoreMetadata
+    content: SpoolFile
+
+
+def check_form(form: UploadForm, metadata_cap: int) -> Checked:
+    """Every check that needs no database: the form, the filename, digests, the archive."""
+    if form.action == "submit":
+        raise Gone("Project registration is not needed: upload the files directly")
+    if form.action != "file_upload":
+        raise InvalidUpload(f"Unsupported action {form.action!r}: expected file_upload")
+    if form.protocol_version not in ("", "1"):
+        raise InvalidUpload(f"Unsupported protocol_version {form.protocol_version!r}")
+    if form.content is None:
+        raise InvalidUpload("The upload has no file part named 'content'")
+    dist = dists.parse_filename(form.filename)
+    if not form.name or dists.validate_project_name(form.name) != dist.normalized:
+        raise InvalidUpload(f"Form name {form.name!r} does not match {dist.filename!r}")
+    if dists.parse_version(form.version) != dist.version:
+        raise InvalidUpload(f"Form version {form.version!r} does not match {dist.filename!r}")
+    if form.filetype and form.filetype != dist.packagetype:
+        raise InvalidUpload(f"Form filetype {form.filetype!r} does not match {dist.filename!r}")
+    content = form.content
+    if content.size == 0:
+        raise InvalidUpload(f"Invalid file {dist.filename!r}: it is empty")
+    for field, sent in form.digests.items():
+        if sent and not hmac.compare_digest(sent.strip().lower(), content.digest(field)):
+            raise InvalidUpload(f"The {field} supplied does not match the uploaded file")
+    metadata = dists.read_core_metadata(content.path, dist, metadata_cap)
+    return Checked(dist, metadata, content)
+
+
+class UploadService:
+    def __init__(self, store: LocalBlobStore, metadata_cap: int) -> None:
+        self.store = store
+        self.metadata_cap = metadata_cap
+
+    def publish(
+        self, repo: RepoInfo, checked: Checked, principal: Principal, remote_addr: str
+    ) -> int | None:
+        """Store the file; returns the repository's new generation, None if already stored."""
+        checked.content.sync()
+        key = blob_key(checked.content.digest("sha256_digest"), checked.dist.filename)
+        created_blob = False
+        try:
+            with write_transaction():
+                if self._is_stored_already(repo, checked):
+                    return None
+                created_blob = self.store.put(checked.content.path, key)
+                self._insert_rows(repo, checked, principal, remote_addr, key)
+                generation = _bump_generation(repo.id)
+        except BaseException:
+            if created_blob:
+                self.store.delete(key)
+            raise
+        log.info(
+            "stored %s in %s for %s (%d bytes)",
+            checked.dist.filename,
+            repo.name,
+            principal.name,
+            checked.content.size,
+        )
+        return generation
+
+    def _is_stored_already(self, repo: RepoInfo, checked: Checked) -> bool:
+        filename = checked.dist.filename
+        existing = (
+            models.File.select(models.File.sha256)
+            .where((models.File.repository == repo.id) & (models.File.filename == filename))
+            .first()
+        )
+        if existing is not None:
+            if hmac.compare_digest(existing.sha256, checked.content.digest("sha256_digest")):
+                return True
+            raise FileExists(f"File already exists: {filename} (with other contents)")
+        burned = models.UsedFilename.get_or_none(
+            (models.UsedFilename.repository == repo.id) & (models.UsedFilename.filename == filename)
+        )
+        if burned is not None:
+            raise FilenameBurned(
+                f"File already exists: {filename} was used by a deleted file; "
+                "use a different version"
+            )
+        return False
+
+    def _insert_rows(
+        self, repo: RepoInfo, checked: Checked, principal: Principal, remote_addr: str, key: str
+    ) -> None:
+        dist, metadata, content = checked.dist, checked.metadata, checked.content
+        project = models.Project.get_or_none(
+            (models.Project.repository == repo.id) & (models.Project.normalized == dist.normalized)
+        ) or models.Project.create(
+            repository=repo.id, normalized=dist.normalized, name=metadata.name
+        )
+        canonical = canonicalize_version(metadata.version)
+        release = models.Release.get_or_none(
+            (models.Release.project == project) & (models.Release.canonical_version == canonical)
+        ) or models.Release.create(
+            project=project,
+            canonical_version=canonical,
+            version=str(metadata.version),
+            summary=metadata.summary,
+            requires_python=metadata.requires_python,
+            metadata_json=json.dumps(metadata.fields),
+        )
+        advertised = dists.advertises_metadata(dist, metadata)
+        stored = models.File.create(
+            release=release,
+            repository=repo.id,
+            filename=dist.filename,
+            packagetype=dist.packagetype,
+            python_version=dist.python_version,
+            requires_python=metadata.requires_python,
+            size=content.size,
+            sha256=content.digest("sha256_digest"),
+            blake2b_256=content.digest("blake2_256_digest"),
+            md5=content.digest("md5_digest"),
+            metadata_sha256=metadata.sha256 if advertised else None,
+            uploader=principal.user_id,
+            storage_key=key,
+        )
+        if advertised:
+            models.FileMetadata.create(file=stored, content=metadata.raw)
+        models.UsedFilename.create(repository=repo.id, filename=dist.filename)
+        models.Event.create(
+            actor=principal.name,
+            action="upload",
+            repository=repo.name,
+            project=dist.normalized,
+            filename=dist.filename,
+            remote_addr=remote_addr,
+        )
+
+
+def _bump_generation(repo_id: int) -> int:
+    models.Repository.update(generation=models.Repository.generation + 1).where(
+        models.Repository.id == repo_id
+    ).execute()
+    return int(models.Repository.get_by_id(repo_id).generation)

@@ -1,0 +1,114 @@
+"""PEP 503 / 691 pages: negotiated by `Accept`, cached bytes, strong `ETag`, 304s."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+from packaging.utils import canonicalize_name
+
+from minirepo import auth
+from minirepo.dists import NAME_RE
+from minirepo.errors import NotFound
+from minirepo.permissions import Action, RepoInfo
+from minirepo.services.index import HTML, HTML_V1, JSON_V1, Page
+from minirepo.views.common import index
+
+bp = Blueprint("simple", __name__)
+
+_MEDIA = {
+    JSON_V1: JSON_V1,
+    "application/vnd.pypi.simple.latest+json": JSON_V1,
+    HTML_V1: HTML_V1,
+    "application/vnd.pypi.simple.latest+html": HTML_V1,
+    "text/html": HTML,
+    "text/*": HTML,
+    "*/*": HTML,
+}
+_CONTENT_TYPES = {JSON_V1: JSON_V1, HTML_V1: HTML_V1, HTML: "text/html; charset=utf-8"}
+
+
+def negotiate(header: str | None) -> str:
+    """The best of our three types by q-value; HTML on a tie and for anything unreadable."""
+    best, best_q = HTML, 0.0
+    for item in (header or "").split(","):
+        media, *params = item.split(";")
+        kind = _MEDIA.get(media.strip().lower())
+        if kind is None:
+            continue
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = -1.0
+        if not 0.0 < quality <= 1.0:
+            continue
+        if quality > best_q or (quality == best_q and kind != JSON_V1):
+            best, best_q = kind, quality
+    return best
+
+
+def _page_response(page: Page, kind: str, repo: RepoInfo) -> Response:
+    wants_gzip = request.accept_encodings["gzip"] > 0
+    etag = f'"{page.etag}-gz"' if wants_gzip else f'"{page.etag}"'
+    headers = {
+        "ETag": etag,
+        "Vary": "Accept, Accept-Encoding",
+        "Cache-Control": "max-age=0, must-revalidate" + ("" if repo.is_public else ", private"),
+    }
+    if etag in request.headers.get("If-None-Match", ""):
+        return Response(status=304, headers=headers)
+    response = Response(page.gzipped if wants_gzip else page.body, headers=headers)
+    response.headers["Content-Type"] = _CONTENT_TYPES[kind]
+    if wants_gzip:
+        response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+def redirect_to(location: str) -> Response:
+    response = Response(status=301, headers={"Location": location, "Vary": "Accept"})
+    response.headers["Content-Type"] = "text/plain"
+    response.set_data(f"Moved to {location}\n")
+    return response
+
+
+def normalize_or_404(project: str) -> str:
+    if not NAME_RE.match(project) or len(project) > 200:
+        raise NotFound("Not found")
+    return canonicalize_name(project)
+
+
+@bp.get("/simple/", defaults={"repo": None})
+@bp.get("/<repo>/simple/")
+def root(repo: str | None) -> Response:
+    info = index().repo(repo)
+    auth.require(Action.READ, info)
+    kind = negotiate(request.headers.get("Accept"))
+    return _page_response(index().root_page(info, kind), kind, info)
+
+
+@bp.get("/simple/<project>/", defaults={"repo": None})
+@bp.get("/<repo>/simple/<project>/")
+@bp.get("/+simple/<project>/", defaults={"repo": None})
+@bp.get("/<repo>/+simple/<project>/")
+def project_page(repo: str | None, project: str) -> Response:
+    info = index().repo(repo)
+    normalized = normalize_or_404(project)
+    auth.require(Action.READ, info, normalized)
+    kind = negotiate(request.headers.get("Accept"))
+    page = index().project_page(info, normalized, kind)
+    if page is None:
+        raise NotFound(f"No project named {normalized!r} in {info.name!r}")
+    if normalized != project:
+        return redirect_to(f"../{normalized}/")
+    return _page_response(page, kind, info)
+
+
+@bp.get("/simple/<project>", defaults={"repo": None})
+@bp.get("/<repo>/simple/<project>")
+def project_without_slash(repo: str | None, project: str) -> Response:
+    info = index().repo(repo)
+    normalized = normalize_or_404(project)
+    auth.require(Action.READ, info, normalized)
+    return redirect_to(f"{normalized}/")

@@ -1,0 +1,52 @@
+"""The legacy upload API (`:action=file_upload`), on every URL spelling clients use.
+
+A POST is never redirected: twine, poetry, pdm and hatch refuse redirects and flit turns
+them into a GET that "succeeds" with nothing uploaded (CLIENTS.md, trap 1).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from minirepo import auth
+from minirepo.permissions import Action
+from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, UploadForm, check_form
+from minirepo.views.common import index, settings, uploads
+
+bp = Blueprint("upload", __name__)
+
+
+def read_form() -> UploadForm:
+    """Parse the multipart body; file parts were streamed to spool files as they came."""
+    form = request.form
+    part = request.files.get("content")
+    content = part.stream if part is not None else None
+    return UploadForm(
+        action=form.get(":action", ""),
+        protocol_version=form.get("protocol_version", ""),
+        name=form.get("name", ""),
+        version=form.get("version", ""),
+        filetype=form.get("filetype", ""),
+        digests={field: form.get(field, "") for field in DIGEST_FIELDS},
+        filename=(part.filename or "") if part is not None else "",
+        content=content if isinstance(content, SpoolFile) else None,
+    )
+
+
+@bp.post("/", defaults={"repo": None})
+@bp.post("/legacy", defaults={"repo": None})
+@bp.post("/legacy/", defaults={"repo": None})
+@bp.post("/<repo>")
+@bp.post("/<repo>/")
+@bp.post("/<repo>/legacy")
+@bp.post("/<repo>/legacy/")
+def upload(repo: str | None) -> Response:
+    info = index().repo(repo)
+    auth.require(Action.UPLOAD, info)
+    checked = check_form(read_form(), settings().max_metadata_size)
+    principal = auth.require(Action.UPLOAD, info, checked.dist.normalized)
+    assert principal is not None  # noqa: S101 - uploads are never anonymous (may())
+    generation = uploads().publish(info, checked, principal, request.remote_addr or "")
+    if generation is not None:
+        index().note_generation(info, generation)
+    return Response("OK\n", mimetype="text/plain")

@@ -1,0 +1,65 @@
+"""Pages for people: a repository's landing page with copy-paste client lines.
+
+Also turns an index URL set to the repository URL by mistake into a working install:
+pip and uv then ask for `/<repo>/<project>/` with the simple `Accept` (CLIENTS.md, trap 21).
+"""
+
+from __future__ import annotations
+
+import html
+
+from flask import Blueprint, Response, request
+
+from minirepo import auth
+from minirepo.errors import NotFound
+from minirepo.permissions import Action
+from minirepo.services.index import HTML
+from minirepo.views.common import index, settings
+from minirepo.views.simple import negotiate, normalize_or_404, redirect_to
+
+bp = Blueprint("web", __name__)
+
+
+def _html(body: str) -> Response:
+    response = Response(body, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/", defaults={"repo": None})
+@bp.get("/<repo>/")
+def repository(repo: str | None) -> Response:
+    try:
+        info = index().repo(repo)
+    except NotFound:
+        if repo is not None and negotiate(request.headers.get("Accept")) != HTML:
+            return redirect_to(f"../simple/{normalize_or_404(repo)}/")
+        raise
+    auth.require(Action.READ, info)
+    base = settings().base_url.rstrip("/")
+    prefix = "" if repo is None else f"/{info.name}"
+    index_url = html.escape(f"{base}{prefix}/simple/")
+    upload_url = html.escape(f"{base}{prefix}/")
+    body = (
+        '<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8">'
+        f"<title>minirepo: {html.escape(info.name)}</title></head>\n<body>\n"
+        f"<h1>minirepo: {html.escape(info.name)}</h1>\n"
+        '<p><a href="simple/">Browse the simple index</a></p>\n'
+        "<h2>Install</h2>\n"
+        f"<pre>pip install --index-url {index_url} PACKAGE\n"
+        f"uv pip install --index-url {index_url} PACKAGE</pre>\n"
+        "<h2>Publish</h2>\n"
+        f"<pre>twine upload --repository-url {upload_url} -u __token__ -p mr-... dist/*\n"
+        f"uv publish --publish-url {upload_url} --token mr-... dist/*</pre>\n"
+        "</body>\n</html>\n"
+    )
+    return _html(body)
+
+
+@bp.get("/<repo>/<project>/")
+def misplaced_index(repo: str, project: str) -> Response:
+    """`/<repo>/<project>/` asked for as a simple page: send the client to the real one."""
+    if negotiate(request.headers.get("Accept")) == HTML:
+        raise NotFound("Not found")
+    index().repo(repo)
+    return redirect_to(f"../simple/{normalize_or_404(project)}/")

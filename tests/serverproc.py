@@ -1,0 +1,134 @@
+"""A real `minirepo serve` in a temp folder on a free loopback port, and clean client envs."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+# The cheapest hash werkzeug accepts: tests create many accounts and must not wait on scrypt.
+FAST_HASH = "pbkdf2:sha256:1000"
+TOKEN_RE = re.compile(r"\bmr-[A-Za-z0-9_-]{20,}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment minus anything that would point a client at another index."""
+    drop = ("PIP_", "UV_", "TWINE_", "MINIREPO_", "POETRY_", "PDM_", "HATCH_", "FLIT_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(drop)}
+    env.update(extra or {})
+    return env
+
+
+def client_env(home: Path) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return base_env(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_NO_INPUT": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "UV_NO_CONFIG": "1",
+            "UV_CACHE_DIR": str(home / "uv-cache"),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        }
+    )
+
+
+@dataclasses.dataclass
+class Server:
+    url: str
+    data: Path
+    log: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def admin_token(self) -> str:
+        match = TOKEN_RE.search(self.log.read_text())
+        assert match, self.log.read_text()
+        return match.group(0)
+
+    def cli(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `minirepo ARGS` on this server's data folder, as an operator would."""
+        cmd = [sys.executable, "-m", "minirepo", *args]
+        result = subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, env=self.env, timeout=60
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{cmd} failed: {result.stderr}")
+        return result
+
+    def add_user(self, name: str, password: str, *, admin: bool = False) -> None:
+        args = ["user", "add", name, "--password-stdin"] + (["--admin"] if admin else [])
+        self.cli(*args, stdin=password + "\n")
+
+    def create_token(self, user: str, *extra: str) -> str:
+        result = self.cli("token", "create", "--user", user, *extra)
+        return result.stdout.strip().splitlines()[-1]
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-4000:]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Ask `/-/health`; between tries wait on the process itself, so a crash shows at once."""
+    for _ in range(int(timeout / 0.05)):
+        with (
+            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+            urllib.request.urlopen(f"{url}/-/health", timeout=2) as response,  # noqa: S310
+        ):
+            if response.status == 200:
+                return
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise RuntimeError(f"minirepo serve exited with {proc.returncode}:\n{log.read_text()}")
+    raise RuntimeError(f"minirepo serve did not become healthy:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def running_server(data: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = base_env(
+        {
+            "MINIREPO_PASSWORD_HASH": FAST_HASH,
+            "MINIREPO_DATA": str(data / "repo"),
+            **(settings or {}),
+        }
+    )
+    cmd = [sys.executable, "-m", "minirepo", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    log_path = data / "serve.log"
+    with log_path.open("ab") as log:  # a pipe nobody reads would block the server
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log_path)
+        yield Server(url, data / "repo", log_path, env, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
