@@ -1,0 +1,132 @@
+"""Shared fixtures: settings on a temp folder, the app, its test client, the CLI runner."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from minirepo import models
+from minirepo.app import create_app
+from minirepo.config import Settings
+from minirepo.services import accounts
+from tests.distfactory import Dist, make_wheel
+from tests.serverproc import FAST_HASH
+
+ADMIN_PASSWORD = "admin-password-1"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data=tmp_path / "data", password_hash=FAST_HASH)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def admin(app: Flask) -> str:
+    """An admin account with a password; returns its upload token."""
+    accounts.add_user("root", ADMIN_PASSWORD, method=FAST_HASH, admin=True)
+    return accounts.create_token("root", permission="admin").secret
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    value = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {value}"}
+
+
+def token_auth(token: str) -> dict[str, str]:
+    return basic("__token__", token)
+
+
+def upload_form(path: Path, **overrides: Any) -> dict[str, Any]:
+    """The form twine sends for `path`; pass a field as None to leave it out."""
+    data = path.read_bytes()
+    name, version = path.name.split("-")[:2]
+    version = version.removesuffix(".tar.gz")
+    form: dict[str, Any] = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "name": name,
+        "version": version,
+        "filetype": "bdist_wheel" if path.name.endswith(".whl") else "sdist",
+        "pyversion": "py3" if path.name.endswith(".whl") else "source",
+        "metadata_version": "2.1",
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+        "content": (path.open("rb"), path.name),
+    }
+    form.update(overrides)
+    return {key: value for key, value in form.items() if value is not None}
+
+
+def post_upload(
+    client: FlaskClient, token: str, path: Path, url: str = "/", **overrides: Any
+) -> TestResponse:
+    return client.post(
+        url,
+        data=upload_form(path, **overrides),
+        headers=token_auth(token),
+        content_type="multipart/form-data",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What an upload may leave behind: rows, blobs and temp files."""
+
+    rows: dict[str, int]
+    files: frozenset[str]
+    tmp: frozenset[str]
+
+
+def snapshot(settings: Settings) -> Snapshot:
+    rows = {
+        model.__name__: model.select().count()
+        for model in (
+            models.Project,
+            models.Release,
+            models.File,
+            models.FileMetadata,
+            models.UsedFilename,
+        )
+    }
+    data = settings.data
+    files = frozenset(str(p.relative_to(data)) for p in (data / "files").rglob("*"))
+    tmp = frozenset(str(p.relative_to(data)) for p in (data / "tmp").rglob("*"))
+    return Snapshot(rows, files, tmp)
+
+
+@pytest.fixture
+def wheel(tmp_path: Path) -> Path:
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    return make_wheel(folder, Dist("demo-pkg", "1.0", requires_python=">=3.8"))
+
+
+@pytest.fixture
+def dist_folder(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "dists"
+    folder.mkdir(exist_ok=True)
+    yield folder
