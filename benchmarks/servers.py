@@ -1,0 +1,366 @@
+"""The servers under test, each in its own temp folder on a free loopback port.
+
+minirepo runs from this checkout; pypiserver 2.x and devpi-server 6.x are installed from
+PyPI into a cached venv of their own; nginx (Debian) serves a static PEP 503 tree as the
+ceiling. Every server is pinned to one CPU and the load generator to the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import requests
+
+from benchmarks.load import basic_header
+from tests.serverproc import base_env, free_port
+
+SERVER_CPU = "0"
+# passlib 1.7.4 (pypiserver's htpasswd reader) breaks with bcrypt >= 4.1 (pyca/bcrypt#684).
+PEER_PACKAGES = ["pypiserver[passlib]>=2.4,<3", "waitress", "devpi-server>=6.20,<7", "bcrypt<4.1"]
+USER, PASSWORD = "bench", "bench-password-1"
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "minirepo-bench"
+
+
+def peers_venv() -> Path:
+    """A venv with the peers, made once and reused (pip only runs when it is missing)."""
+    venv = cache_dir() / "peers-venv"
+    marker = venv / "installed.json"
+    if marker.exists() and json.loads(marker.read_text()) == PEER_PACKAGES:
+        return venv
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True
+    )
+    marker.write_text(json.dumps(PEER_PACKAGES))
+    return venv
+
+
+def peer_version(venv: Path, package: str) -> str:
+    result = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "show", package], capture_output=True, text=True
+    )
+    match = re.search(r"^Version: (.+)$", result.stdout, re.MULTILINE)
+    return match.group(1) if match else "?"
+
+
+def _pinned(cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", SERVER_CPU, *cmd] if shutil.which("taskset") else cmd
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> float:
+    """Poll until `url` answers < 500; returns seconds since the call. Never sleeps blindly."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                if response.status < 500:
+                    return time.perf_counter() - start
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return time.perf_counter() - start
+        except (urllib.error.URLError, OSError):
+            pass
+        try:
+            proc.wait(timeout=0.01)
+        except subprocess.TimeoutExpired:
+            continue
+        raise RuntimeError(f"{proc.args} exited:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@dataclasses.dataclass
+class Handle:
+    name: str
+    base: str
+    simple_prefix: str
+    upload_url: str
+    proc: subprocess.Popen[bytes] | None
+    start_seconds: float
+    password_header: str = ""
+    token_header: str = ""
+    bulk_headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    pids: list[int] = dataclasses.field(default_factory=list)
+
+    def project_path(self, project: str) -> str:
+        return f"{self.simple_prefix}{project}/"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+
+
+def _spawn(
+    cmd: list[str], folder: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log = folder / "server.log"
+    with log.open("ab") as handle:
+        proc = subprocess.Popen(_pinned(cmd), stdout=handle, stderr=subprocess.STDOUT, env=env)
+    return proc, log
+
+
+def start_minirepo(folder: Path, threads: int) -> Handle:
+    port = free_port()
+    data = folder / "data"
+    env = base_env(
+        {
+            "MINIREPO_DATA": str(data),
+            "MINIREPO_THREADS": str(threads),
+            "MINIREPO_LOG_LEVEL": "warning",
+        }
+    )
+    start = time.perf_counter()
+    proc, log = _spawn(
+        [sys.executable, "-m", "minirepo", "serve", "--port", str(port)], folder, env
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/simple/", proc, 60, log)
+    started = time.perf_counter() - start
+    token = re.search(r"\bmr-[A-Za-z0-9_-]{20,}", log.read_text()).group(0)  # type: ignore[union-attr]
+    subprocess.run(
+        [sys.executable, "-m", "minirepo", "user", "add", USER, "--password-stdin"],
+        input=PASSWORD + "\n",
+        text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    handle = Handle(
+        "minirepo",
+        base,
+        "/simple/",
+        f"{base}/",
+        proc,
+        started,
+        password_header=basic_header(USER, PASSWORD),
+        token_header=basic_header("__token__", token),
+        bulk_headers={"Authorization": basic_header("__token__", token)},
+        pids=[proc.pid],
+    )
+    return handle
+
+
+def _htpasswd(path: Path, venv: Path) -> None:
+    """bcrypt at cost 5, what `htpasswd -B` writes by default."""
+    code = f"from passlib.hash import bcrypt; print(bcrypt.using(rounds=5).hash('{PASSWORD}'))"
+    hashed = subprocess.run(
+        [str(venv / "bin/python"), "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    path.write_text(f"{USER}:{hashed}\n")
+
+
+def start_pypiserver(folder: Path, venv: Path, packages: Path, authenticated_read: bool) -> Handle:
+    port = free_port()
+    htpasswd = folder / "htpasswd"
+    if not htpasswd.exists():
+        _htpasswd(htpasswd, venv)
+    auth = "update,download,list" if authenticated_read else "update"
+    cmd = [
+        str(venv / "bin/pypi-server"),
+        "run",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-P",
+        str(htpasswd),
+        "-a",
+        auth,
+        "--disable-fallback",
+        "--server",
+        "auto",
+        "--log-stream",
+        "none",
+        str(packages),
+    ]
+    start = time.perf_counter()
+    proc, log = _spawn(cmd, folder, base_env())
+    base = f"http://127.0.0.1:{port}"
+    header = basic_header(USER, PASSWORD)
+    wait_for(f"{base}/health", proc, 60, log)
+    started = time.perf_counter() - start
+    return Handle(
+        "pypiserver",
+        base,
+        "/simple/",
+        f"{base}/",
+        proc,
+        started,
+        password_header=header,
+        bulk_headers={"Authorization": header},
+        pids=[proc.pid],
+    )
+
+
+def start_devpi(folder: Path, venv: Path) -> Handle:
+    port = free_port()
+    serverdir = folder / "devpi"
+    if not serverdir.exists():
+        subprocess.run(
+            [
+                str(venv / "bin/devpi-init"),
+                "--serverdir",
+                str(serverdir),
+                "--root-passwd",
+                PASSWORD,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        first = True
+    else:
+        first = False
+    cmd = [
+        str(venv / "bin/devpi-server"),
+        "--serverdir",
+        str(serverdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    start = time.perf_counter()
+    proc, log = _spawn(cmd, folder, base_env())
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/+api", proc, 120, log)
+    started = time.perf_counter() - start
+    if first:
+        _devpi_setup(base)
+    proxy = _devpi_login(base, USER)
+    return Handle(
+        "devpi",
+        base,
+        f"/{USER}/dev/+simple/",
+        f"{base}/{USER}/dev/",
+        proc,
+        started,
+        password_header=basic_header(USER, PASSWORD),
+        bulk_headers={"X-Devpi-Auth": proxy, "Accept": "application/json"},
+        pids=[proc.pid],
+    )
+
+
+def _devpi_login(base: str, user: str) -> str:
+    import base64
+
+    response = requests.post(
+        f"{base}/+login",
+        json={"user": user, "password": PASSWORD},
+        headers={"Accept": "application/json"},
+        timeout=60,
+    )
+    response.raise_for_status()
+    token = response.json()["result"]["password"]
+    return base64.b64encode(f"{user}:{token}".encode()).decode()
+
+
+def _devpi_setup(base: str) -> None:
+    root = {"X-Devpi-Auth": _devpi_login(base, "root"), "Accept": "application/json"}
+    requests.put(
+        f"{base}/{USER}",
+        json={"password": PASSWORD, "email": "b@example.invalid"},
+        headers=root,
+        timeout=60,
+    ).raise_for_status()
+    user = {"X-Devpi-Auth": _devpi_login(base, USER), "Accept": "application/json"}
+    requests.put(
+        f"{base}/{USER}/dev",
+        json={"type": "stage", "bases": [], "volatile": False},
+        headers=user,
+        timeout=60,
+    ).raise_for_status()
+
+
+def write_static_tree(root: Path, files: list[Path]) -> Path:
+    """A PEP 503 tree of the corpus for nginx: the ceiling any dynamic server aims at."""
+    from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+    by_project: dict[str, list[Path]] = {}
+    for path in files:
+        name = (
+            parse_wheel_filename(path.name)[0]
+            if path.name.endswith(".whl")
+            else parse_sdist_filename(path.name)[0]
+        )
+        by_project.setdefault(canonicalize_name(name), []).append(path)
+    (root / "files").mkdir(parents=True, exist_ok=True)
+    simple = root / "simple"
+    simple.mkdir(exist_ok=True)
+    links = "".join(f'<a href="{p}/">{p}</a>\n' for p in sorted(by_project))
+    (simple / "index.html").write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
+    for project, paths in by_project.items():
+        (simple / project).mkdir(exist_ok=True)
+        anchors = []
+        for path in sorted(paths):
+            target = root / "files" / path.name
+            if not target.exists():
+                os.link(path, target) if path.stat().st_dev == root.stat().st_dev else shutil.copy(
+                    path, target
+                )
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            anchors.append(
+                f'<a href="../../files/{html.escape(path.name)}#sha256={digest}">'
+                f"{html.escape(path.name)}</a><br>\n"
+            )
+        (simple / project / "index.html").write_text(
+            "<!DOCTYPE html>\n<html><body>\n" + "".join(anchors) + "</body></html>\n"
+        )
+    return root
+
+
+def start_nginx(folder: Path, tree: Path) -> Handle:
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    types {{ text/html html; application/octet-stream whl gz; }}
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {tree};
+        index index.html;
+        location / {{ try_files $uri $uri/ =404; }}
+    }}
+}}
+""")
+    start = time.perf_counter()
+    proc, log = _spawn(["nginx", "-c", str(conf), "-p", str(folder)], folder, base_env())
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/simple/", proc, 30, log)
+    started = time.perf_counter() - start
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    pids = [proc.pid, *(int(pid) for pid in children.stdout.split())]
+    return Handle("nginx", base, "/simple/", "", proc, started, pids=pids)
