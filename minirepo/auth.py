@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 
+import peewee
 from flask import Flask, current_app, g, request
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -29,8 +30,12 @@ log = logging.getLogger(__name__)
 TOKEN_PREFIX = "mr-"  # noqa: S105 - a prefix, not a secret
 TOKEN_USERNAME = "__token__"  # noqa: S105 - a user name
 MAX_PASSWORD_LENGTH = 4096
+MAX_USER_LENGTH = 200
 KNOWN_HASH_METHODS = ("scrypt:", "pbkdf2:")
 LAST_USED_INTERVAL = 60.0
+# Bounds on the in-memory tables, so random user names or addresses cannot grow them.
+MAX_LIMITER_KEYS = 10_000
+MAX_CACHED_LOGINS = 10_000
 
 
 def token_digest(secret: str) -> str:
@@ -41,9 +46,13 @@ def hash_password(password: str, method: str) -> str:
     return generate_password_hash(password, method=method)
 
 
+def is_known_hash(stored: str) -> bool:
+    return stored.startswith(KNOWN_HASH_METHODS)
+
+
 def verify_password(stored: str, password: str) -> bool:
     """False, not a 500, for hashes werkzeug cannot read (imported or foreign ones)."""
-    if not stored.startswith(KNOWN_HASH_METHODS):
+    if not is_known_hash(stored):
         return False
     try:
         return check_password_hash(stored, password)
@@ -88,6 +97,8 @@ class FailureLimiter:
     def record(self, *keys: str) -> None:
         now = time.monotonic()
         with self._lock:
+            if len(self._failures) >= MAX_LIMITER_KEYS:
+                self._sweep(now)
             for key in keys:
                 times = self._prune(key, now)
                 times.append(now)
@@ -98,10 +109,17 @@ class FailureLimiter:
         times = self._failures.setdefault(key, collections.deque())
         while times and times[0] <= now - self.window:
             times.popleft()
-        if not times and len(self._failures) > 10_000:
-            self._failures.pop(key)
-            times = self._failures.setdefault(key, collections.deque())
         return times
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys whose failures all left the window; if still full, the oldest half."""
+        for key in list(self._failures):
+            if not self._prune(key, now):
+                del self._failures[key]
+        if len(self._failures) >= MAX_LIMITER_KEYS:
+            by_age = sorted(self._failures, key=lambda key: self._failures[key][-1])
+            for key in by_age[: len(by_age) // 2]:
+                del self._failures[key]
 
 
 class Authenticator:
@@ -109,7 +127,8 @@ class Authenticator:
         self.settings = settings
         self.secret = secret
         self.limiter = FailureLimiter(settings.login_failure_limit, settings.login_failure_window)
-        self._verified: dict[bytes, tuple[float, Principal]] = {}
+        # HMAC(user, password) -> (expiry, the password hash that matched).
+        self._verified: dict[bytes, tuple[float, str]] = {}
         self._last_used: dict[int, float] = {}
         self._dummy_hash = hash_password("not a real password", settings.password_hash)
 
@@ -158,34 +177,57 @@ class Authenticator:
         if now - self._last_used.get(token_id, -LAST_USED_INTERVAL) < LAST_USED_INTERVAL:
             return
         self._last_used[token_id] = now
-        models.Token.update(last_used=models.utcnow()).where(models.Token.id == token_id).execute()
+        try:
+            models.Token.update(last_used=models.utcnow()).where(
+                models.Token.id == token_id
+            ).execute()
+        except peewee.OperationalError as exc:
+            # Bookkeeping only: a busy database must not turn a good request into a 503.
+            log.info("could not record last use of a token: %s", exc)
 
     def _check_password(self, user: str, password: str, remote_addr: str) -> Principal:
+        """One KDF run per check whoever `user` is; the cache skips it, never the row.
+
+        The account row is read on every request (one indexed lookup, like a token), so a
+        disabled account, a new password or a lost admin right count at once, not after
+        the cache expires.
+        """
         keys = (f"user:{user.lower()}", f"addr:{remote_addr}")
         self.limiter.check(*keys)
-        if len(password) > MAX_PASSWORD_LENGTH or len(user) > 200:
+        if len(password) > MAX_PASSWORD_LENGTH or len(user) > MAX_USER_LENGTH:
             self.limiter.record(*keys)
             raise Unauthorized("Invalid username or password")
+        account = models.User.get_or_none(models.User.name == user)
         cache_key = hmac.new(self.secret, f"{user}\0{password}".encode(), hashlib.sha256).digest()
         cached = self._verified.get(cache_key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        account = models.User.get_or_none(models.User.name == user)
-        stored = account.password_hash if account is not None else self._dummy_hash
-        is_valid = verify_password(stored, password)
+        from_cache = (
+            account is not None
+            and cached is not None
+            and cached[0] > time.monotonic()
+            and cached[1] == account.password_hash
+        )
+        if from_cache:
+            is_valid = True
+        else:
+            self._verified.pop(cache_key, None)
+            stored = account.password_hash if account is not None else self._dummy_hash
+            # A hash werkzeug cannot read still costs a KDF run: no shortcut to probe for.
+            known = is_known_hash(stored)
+            is_valid = verify_password(stored if known else self._dummy_hash, password) and known
         if account is None or not is_valid or account.disabled:
             self.limiter.record(*keys)
             raise Unauthorized("Invalid username or password")
-        principal = Principal(
+        if not from_cache:
+            if len(self._verified) >= MAX_CACHED_LOGINS:
+                self._verified.clear()
+            expiry = time.monotonic() + self.settings.auth_cache_seconds
+            self._verified[cache_key] = (expiry, account.password_hash)
+        return Principal(
             user_id=account.id,
             name=account.name,
             is_admin=account.is_admin,
             permission=Action.ADMIN if account.is_admin else Action.UPLOAD,
         )
-        if len(self._verified) > 10_000:
-            self._verified.clear()
-        self._verified[cache_key] = (time.monotonic() + self.settings.auth_cache_seconds, principal)
-        return principal
 
 
 def _split(text: str) -> frozenset[str]:

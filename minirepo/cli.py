@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import peewee
 
-from minirepo import __version__, config
+from minirepo import __version__, config, db
 from minirepo.config import Settings
 from minirepo.errors import MinirepoError
 from minirepo.services import accounts, maintenance
@@ -51,8 +52,17 @@ def pass_settings(func: F) -> F:
             _fail(exc.reason)
         except OSError as exc:
             _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        except peewee.DatabaseError as exc:
+            _fail(f"database error: {exc}")
+        finally:
+            _close_database()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _close_database() -> None:
+    if db.database.obj is not None and not db.database.is_closed():
+        db.database.close()
 
 
 def _open(settings: Settings) -> None:
@@ -72,8 +82,10 @@ def main() -> None:
     """minirepo: a private Python package index.
 
     \b
-    Start it:   minirepo serve --data /var/lib/minirepo --host 0.0.0.0
-    Add users:  minirepo user add alice
+    Examples:
+      Start it:    minirepo serve --data /var/lib/minirepo --host 0.0.0.0
+      Add a user:  minirepo user add alice
+      A token:     minirepo token create --user alice
     """
 
 
@@ -94,7 +106,11 @@ def serve(settings: Settings) -> None:
 
 @main.group()
 def user() -> None:
-    """Manage accounts."""
+    """Manage accounts.
+
+    \b
+    Example:  printf '%s\\n' "$PW" | minirepo user add alice --password-stdin
+    """
 
 
 @user.command("add")
@@ -163,7 +179,11 @@ def user_disable(settings: Settings, name: str, enable: bool) -> None:
 
 @main.group()
 def token() -> None:
-    """Manage API tokens."""
+    """Manage API tokens.
+
+    \b
+    Example:  minirepo token create --user alice --project mypkg --expires 90
+    """
 
 
 @token.command("create")
@@ -193,18 +213,16 @@ def token_create(
     \b
     Example:  TOKEN=$(minirepo token create --user alice --project mypkg | tail -n1)
     """
-    from packaging.utils import canonicalize_name
-
     _open(settings)
     new = accounts.create_token(
         user_name,
         permission=permission,
         repositories=repos,
-        projects=tuple(canonicalize_name(name) for name in projects),
+        projects=projects,
         expires_days=expires,
         description=description,
     )
-    click.echo(f"Created token {new.prefix}… for {user_name} ({permission}). It is shown once:")
+    click.echo(f"Created token {new.prefix}... for {user_name} ({permission}). It is shown once:")
     click.echo(new.secret)
 
 
@@ -234,6 +252,8 @@ def token_list(settings: Settings, user_name: str | None) -> None:
 @pass_settings
 def token_revoke(settings: Settings, prefix: str) -> None:
     """Revoke a token by the prefix `minirepo token list` shows; it fails at once.
+
+    The whole token works too, for one that leaked.
 
     \b
     Example:  minirepo token revoke mr-AbCdEfGh

@@ -45,7 +45,12 @@ class RepoInfo:
 def may(
     principal: Principal | None, action: Action, repo: RepoInfo, project: str | None = None
 ) -> bool:
-    """Decide; `project` is the normalized name, or None for repository-wide reads."""
+    """Decide; `project` is the normalized name, or None for a repository-wide action.
+
+    A project-scoped token passes a repository-wide READ (the project list) and UPLOAD
+    (the check made before the form names its project), but never a repository-wide
+    ADMIN: administering the whole repository is more than any one project's scope.
+    """
     if action is Action.READ and repo.is_public:
         return True
     if principal is None or principal.permission < action:
@@ -54,4 +59,8 @@ def may(
         return False
     if principal.repositories and repo.name not in principal.repositories:
         return False
-    return not (principal.projects and project is not None and project not in principal.projects)
+    if not principal.projects:
+        return True
+    if project is None:
+        return action is not Action.ADMIN
+    return project in principal.projects

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import urllib.parse
 from types import FrameType
 
 import click
@@ -12,7 +13,7 @@ import waitress
 
 from minirepo.app import create_app
 from minirepo.config import Settings
-from minirepo.services.maintenance import ADMIN_NAME, open_data
+from minirepo.services.maintenance import ADMIN_NAME, create_first_admin, open_data
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +31,45 @@ def configure_logging(level: str) -> None:
 
 
 def first_start_banner(settings: Settings, token: str) -> str:
-    """The copy-paste lines printed once, with the real URL and the admin's token."""
+    """The copy-paste lines printed once, with the real URL and the admin's token.
+
+    When reading needs credentials the install lines carry the token in the URL, so that
+    every printed line works as it is.
+    """
     base = settings.base_url
-    host = base.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    return "\n".join(
-        [
-            f"First start: created the repository {settings.default_repository!r} "
-            f"and the account {ADMIN_NAME!r}.",
-            "The admin's API token (shown only now; keep it safe):",
-            "",
-            f"    {token}",
-            "",
-            "Install from it:",
-            f"    pip install --index-url {base}simple/ --trusted-host {host} PACKAGE",
-            f"    uv pip install --index-url {base}simple/ PACKAGE",
-            "Publish to it:",
-            f"    twine upload --repository-url {base} -u __token__ -p {token} dist/*",
-            f"    uv publish --publish-url {base} --token {token} dist/*",
-            f"Set a password for {ADMIN_NAME!r}:  minirepo user passwd {ADMIN_NAME}",
-            "",
-        ]
-    )
+    parts = urllib.parse.urlsplit(base)
+    host = parts.hostname or ""
+    index_url = f"{base}simple/"
+    if settings.read == "authenticated":
+        index_url = urllib.parse.urlunsplit(
+            parts._replace(netloc=f"__token__:{token}@{parts.netloc}", path=f"{parts.path}simple/")
+        )
+    trusted = f" --trusted-host {host}" if parts.scheme == "http" else ""
+    lines = [
+        f"First start: created the repository {settings.default_repository!r} "
+        f"and the account {ADMIN_NAME!r}.",
+        "The admin's API token (shown only now; keep it safe):",
+        "",
+        f"    {token}",
+        "",
+    ]
+    if settings.read == "authenticated":
+        lines.append("Reading needs credentials (read = authenticated); they are in the URLs.")
+    lines += [
+        "Install from it:",
+        f"    pip install --index-url {index_url}{trusted} PACKAGE",
+        f"    uv pip install --index-url {index_url} PACKAGE",
+        "Publish to it:",
+        f"    twine upload --repository-url {base} -u __token__ -p {token} dist/*",
+        f"    uv publish --publish-url {base} --token {token} dist/*",
+        "Poetry:",
+        f"    poetry source add --priority=primary minirepo {base}simple/",
+        f"    poetry config repositories.minirepo {base}",
+        f"    poetry config http-basic.minirepo __token__ {token}",
+        f"Set a password for {ADMIN_NAME!r}:  minirepo user passwd {ADMIN_NAME}",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -73,8 +92,9 @@ def run(settings: Settings) -> None:
         expose_tracebacks=False,
         ident="minirepo",
     )
-    if folder.admin_token:
-        click.echo(first_start_banner(settings, folder.admin_token))
+    admin_token = create_first_admin(settings)
+    if admin_token:
+        click.echo(first_start_banner(settings, admin_token))
     click.echo(f"minirepo is serving {settings.base_url} (data in {settings.data})")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, _stop)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +125,7 @@ def wheel(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dist_folder(tmp_path: Path) -> Iterator[Path]:
+def dist_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "dists"
     folder.mkdir(exist_ok=True)
-    yield folder
+    return folder
