@@ -117,12 +117,26 @@ class Index:
             raise NotFound(f"No repository named {name!r}")
         info = RepoInfo(row.id, row.name, row.read, row.generation)
         with self._lock:
+            # An upload may have committed and noted its generation between our read and
+            # now: never replace that fresh, newer entry with the older row we read.
+            current = self._repos.get(name)
+            if (
+                current is not None
+                and current[1].id == info.id
+                and current[1].generation > info.generation
+                and now - current[0] < self.settings.page_cache_seconds
+            ):
+                return current[1]
             self._repos[name] = (now, info)
         return info
 
     def note_generation(self, repo: RepoInfo, generation: int) -> None:
         """Called after a write commits in this process: its pages change at once."""
         with self._lock:
+            current = self._repos.get(repo.name)
+            if current is not None and current[1].id == repo.id:
+                # Two uploads may note out of order: the higher generation wins.
+                generation = max(generation, current[1].generation)
             updated = dataclasses.replace(repo, generation=generation)
             self._repos[repo.name] = (time.monotonic(), updated)
 

@@ -2,17 +2,28 @@
 
 Files are requested with `Accept-Encoding: identity` and must keep their URL, size and
 hash forever (uv.lock stores all three), so they are never compressed or rewritten.
+
+Range requests: one satisfiable byte range gives a 206; one unsatisfiable range gives a
+416 with `Content-Range: bytes */<size>`. A Range header we do not serve (several ranges,
+another unit, bad syntax) is ignored and the whole file is sent with a 200, which RFC 9110
+(14.2) allows; werkzeug alone would answer those with a 416.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+from typing import Any
 
 from flask import Blueprint, Response, request
+from packaging.utils import canonicalize_name
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.http import parse_range_header
 from werkzeug.wsgi import wrap_file
 
-from minirepo import auth
+from minirepo import auth, errors
+from minirepo.dists import NAME_RE
+from minirepo.errors import NotFound
 from minirepo.permissions import Action, RepoInfo
 from minirepo.views.common import index
 
@@ -25,25 +36,40 @@ def _cache_control(repo: RepoInfo) -> str:
     return ("public, " if repo.is_public else "private, ") + IMMUTABLE
 
 
+def _canonical_project_or_404(project: str) -> str:
+    """File URLs carry the normalized name; any other spelling is not a file URL."""
+    if len(project) > 200 or not NAME_RE.match(project) or canonicalize_name(project) != project:
+        raise NotFound("Not found")
+    return project
+
+
 @bp.get("/files/<project>/<filename>", defaults={"repo": None})
 @bp.get("/<repo>/files/<project>/<filename>")
 def download(repo: str | None, project: str, filename: str) -> Response:
     info = index().repo(repo)
+    project = _canonical_project_or_404(project)
     auth.require(Action.READ, info, project)
     if filename.endswith(".metadata"):
         return _metadata(info, project, filename.removesuffix(".metadata"))
     handle, stored = index().open_file(info, project, filename)
-    response = Response(
-        wrap_file(request.environ, handle),
-        mimetype="application/octet-stream",
-        direct_passthrough=True,
-    )
-    response.content_length = stored.size
-    response.set_etag(stored.sha256)
-    response.last_modified = stored.upload_time.replace(tzinfo=datetime.timezone.utc)
-    response.headers["Cache-Control"] = _cache_control(info)
-    response.make_conditional(request, accept_ranges=True, complete_length=stored.size)
-    return response
+    try:
+        response = Response(
+            wrap_file(request.environ, handle),
+            mimetype="application/octet-stream",
+            direct_passthrough=True,
+        )
+    except BaseException:
+        handle.close()
+        raise
+    try:
+        response.content_length = stored.size
+        response.set_etag(stored.sha256)
+        response.last_modified = stored.upload_time.replace(tzinfo=datetime.timezone.utc)
+        response.headers["Cache-Control"] = _cache_control(info)
+        return _conditional(response, stored.size)
+    except BaseException:
+        response.close()
+        raise
 
 
 def _metadata(repo: RepoInfo, project: str, filename: str) -> Response:
@@ -51,5 +77,38 @@ def _metadata(repo: RepoInfo, project: str, filename: str) -> Response:
     response = Response(content, content_type="text/plain; charset=utf-8")
     response.set_etag(hashlib.sha256(content).hexdigest())
     response.headers["Cache-Control"] = _cache_control(repo)
-    response.make_conditional(request, accept_ranges=True, complete_length=len(content))
+    return _conditional(response, len(content))
+
+
+def _conditional(response: Response, size: int) -> Response:
+    """304, 206 or 416 as the request's conditions and Range say; closes on a 416."""
+    response.accept_ranges = "bytes"
+    try:
+        response.make_conditional(_range_environ(size), accept_ranges="bytes", complete_length=size)
+    except RequestedRangeNotSatisfiable:
+        response.close()
+        refusal = errors.to_response(416, "Requested range not satisfiable")
+        refusal.headers["Content-Range"] = f"bytes */{size}"
+        refusal.headers["Accept-Ranges"] = "bytes"
+        return refusal
     return response
+
+
+def _range_environ(size: int) -> dict[str, Any]:
+    """The request's environ, with a Range header werkzeug would mishandle fixed or dropped.
+
+    Dropped: several ranges, a unit other than bytes, bad syntax (werkzeug: 416; RFC 9110:
+    ignore it). Fixed: a suffix longer than the file means the whole file (RFC 9110
+    14.1.3; werkzeug: 416).
+    """
+    environ: dict[str, Any] = request.environ
+    header = environ.get("HTTP_RANGE")
+    if header is None:
+        return environ
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        return {key: value for key, value in environ.items() if key != "HTTP_RANGE"}
+    start, _stop = parsed.ranges[0]
+    if start < 0 and -start >= size:
+        return {**environ, "HTTP_RANGE": "bytes=0-"}
+    return environ

@@ -24,6 +24,15 @@ _MEDIA = {
     "*/*": HTML,
 }
 _CONTENT_TYPES = {JSON_V1: JSON_V1, HTML_V1: HTML_V1, HTML: "text/html; charset=utf-8"}
+# One strong ETag per representation: text/html and v1+html share bytes, not a type.
+_ETAG_SUFFIXES = {JSON_V1: "json", HTML_V1: "v1html", HTML: "html"}
+
+
+@bp.after_request
+def _vary_on_accept(response: Response) -> Response:
+    """Every answer here may depend on `Accept` (errors and redirects too): say so."""
+    response.vary.add("Accept")
+    return response
 
 
 def negotiate(header: str | None) -> str:
@@ -51,13 +60,14 @@ def negotiate(header: str | None) -> str:
 
 def _page_response(page: Page, kind: str, repo: RepoInfo) -> Response:
     wants_gzip = request.accept_encodings["gzip"] > 0
-    etag = f'"{page.etag}-gz"' if wants_gzip else f'"{page.etag}"'
+    tag = f"{page.etag}-{_ETAG_SUFFIXES[kind]}" + ("-gz" if wants_gzip else "")
     headers = {
-        "ETag": etag,
+        "ETag": f'"{tag}"',
         "Vary": "Accept, Accept-Encoding",
         "Cache-Control": "max-age=0, must-revalidate" + ("" if repo.is_public else ", private"),
     }
-    if etag in request.headers.get("If-None-Match", ""):
+    # If-None-Match uses the weak comparison (RFC 9110 13.1.2), and `*` matches any tag.
+    if request.if_none_match.contains_weak(tag):
         return Response(status=304, headers=headers)
     response = Response(page.gzipped if wants_gzip else page.body, headers=headers)
     response.headers["Content-Type"] = _CONTENT_TYPES[kind]
@@ -79,6 +89,20 @@ def normalize_or_404(project: str) -> str:
     return canonicalize_name(project)
 
 
+def existing_project(repo: RepoInfo, project: str, kind: str) -> tuple[str, Page]:
+    """(normalized name, its page) after the read check; 404 for names not in `repo`.
+
+    Every redirect to a project page goes through here, so none is sent for a name that
+    does not exist (A9) and none is built from anything but the canonical name (A1).
+    """
+    normalized = normalize_or_404(project)
+    auth.require(Action.READ, repo, normalized)
+    page = index().project_page(repo, normalized, kind)
+    if page is None:
+        raise NotFound(f"No project named {normalized!r} in {repo.name!r}")
+    return normalized, page
+
+
 @bp.get("/simple/", defaults={"repo": None})
 @bp.get("/<repo>/simple/")
 def root(repo: str | None) -> Response:
@@ -94,12 +118,8 @@ def root(repo: str | None) -> Response:
 @bp.get("/<repo>/+simple/<project>/")
 def project_page(repo: str | None, project: str) -> Response:
     info = index().repo(repo)
-    normalized = normalize_or_404(project)
-    auth.require(Action.READ, info, normalized)
     kind = negotiate(request.headers.get("Accept"))
-    page = index().project_page(info, normalized, kind)
-    if page is None:
-        raise NotFound(f"No project named {normalized!r} in {info.name!r}")
+    normalized, page = existing_project(info, project, kind)
     if normalized != project:
         return redirect_to(f"../{normalized}/")
     return _page_response(page, kind, info)
@@ -109,6 +129,5 @@ def project_page(repo: str | None, project: str) -> Response:
 @bp.get("/<repo>/simple/<project>")
 def project_without_slash(repo: str | None, project: str) -> Response:
     info = index().repo(repo)
-    normalized = normalize_or_404(project)
-    auth.require(Action.READ, info, normalized)
+    normalized, _ = existing_project(info, project, negotiate(request.headers.get("Accept")))
     return redirect_to(f"{normalized}/")

@@ -15,9 +15,16 @@ from minirepo.errors import NotFound
 from minirepo.permissions import Action
 from minirepo.services.index import HTML
 from minirepo.views.common import index, settings
-from minirepo.views.simple import negotiate, normalize_or_404, redirect_to
+from minirepo.views.simple import existing_project, negotiate, redirect_to
 
 bp = Blueprint("web", __name__)
+
+
+@bp.after_request
+def _vary_on_accept(response: Response) -> Response:
+    """A simple `Accept` turns some of these 404s into redirects: caches must know."""
+    response.vary.add("Accept")
+    return response
 
 
 def _html(body: str) -> Response:
@@ -32,8 +39,11 @@ def repository(repo: str | None) -> Response:
     try:
         info = index().repo(repo)
     except NotFound:
-        if repo is not None and negotiate(request.headers.get("Accept")) != HTML:
-            return redirect_to(f"../simple/{normalize_or_404(repo)}/")
+        kind = negotiate(request.headers.get("Accept"))
+        if repo is not None and kind != HTML:
+            # `/<name>/` with no such repository: a project of the default one, if it exists.
+            normalized, _ = existing_project(index().repo(None), repo, kind)
+            return redirect_to(f"../simple/{normalized}/")
         raise
     auth.require(Action.READ, info)
     base = settings().base_url.rstrip("/")
@@ -59,7 +69,18 @@ def repository(repo: str | None) -> Response:
 @bp.get("/<repo>/<project>/")
 def misplaced_index(repo: str, project: str) -> Response:
     """`/<repo>/<project>/` asked for as a simple page: send the client to the real one."""
-    if negotiate(request.headers.get("Accept")) == HTML:
+    kind = negotiate(request.headers.get("Accept"))
+    if kind == HTML:
         raise NotFound("Not found")
-    index().repo(repo)
-    return redirect_to(f"../simple/{normalize_or_404(project)}/")
+    normalized, _ = existing_project(index().repo(repo), project, kind)
+    return redirect_to(f"../simple/{normalized}/")
+
+
+@bp.get("/<repo>/<name>")
+def two_segments_without_slash(repo: str, name: str) -> Response:
+    """`/<a>/<b>` is never a page: 404 at once, not werkzeug's trailing-slash redirect.
+
+    Without this rule `/files/<anything>` or `/main/<anything>` would get a 308 built
+    from the raw path; clients always ask for the trailing-slash form.
+    """
+    raise NotFound("Not found")
