@@ -11,6 +11,7 @@ from flask import Flask, Request, Response, current_app, request
 from minirepo import auth, errors, views
 from minirepo.config import Settings
 from minirepo.db import is_locked
+from minirepo.fastpath import FastPages
 from minirepo.services.index import Index
 from minirepo.services.maintenance import DataFolder, open_data
 from minirepo.services.upload import SpoolFile, UploadService
@@ -51,14 +52,17 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     )
     app.extensions["minirepo.settings"] = settings
     app.extensions["minirepo.data"] = folder
-    app.extensions["minirepo.index"] = Index(settings, folder.store)
+    index = Index(settings, folder.store)
+    authenticator = auth.Authenticator(settings, folder.secret)
+    app.extensions["minirepo.index"] = index
     app.extensions["minirepo.uploads"] = UploadService(folder.store, settings.max_metadata_size)
-    auth.init_app(app, auth.Authenticator(settings, folder.secret))
+    auth.init_app(app, authenticator)
     errors.init_app(app)
     _init_busy_handler(app)
     app.teardown_request(_discard_spools)
     for blueprint in views.BLUEPRINTS:
         app.register_blueprint(blueprint)
+    app.wsgi_app = FastPages(app.wsgi_app, index, authenticator)  # type: ignore[method-assign]
     return app
 
 

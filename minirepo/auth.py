@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import dataclasses
+import datetime
 import hashlib
 import hmac
 import logging
@@ -122,6 +124,17 @@ class FailureLimiter:
                 del self._failures[key]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Proven:
+    """What a check of one `Authorization` header proved, and until when it holds."""
+
+    cache_expiry: float
+    version: int
+    token_expires: datetime.datetime | None
+    login: str | None
+    principal: Principal
+
+
 class Authenticator:
     def __init__(self, settings: Settings, secret: bytes) -> None:
         self.settings = settings
@@ -131,20 +144,57 @@ class Authenticator:
         self._verified: dict[bytes, tuple[float, str]] = {}
         self._last_used: dict[int, float] = {}
         self._dummy_hash = hash_password("not a real password", settings.password_hash)
+        self._principals: dict[bytes, _Proven] = {}
 
     def authenticate(self, header: str | None, remote_addr: str) -> Principal | None:
         """None for anonymous callers; raises Unauthorized for wrong credentials."""
         if not header:
             return None
+        cached = self.cached(header, remote_addr)
+        if cached is not None:
+            return cached
         credentials = parse_basic(header)
         if credentials is None:
             return None
         user, password = credentials
+        version = models.read_counter(models.AUTH_COUNTER)
+        token_expires = None
         if password.startswith(TOKEN_PREFIX):
-            return self._check_token(user, password)
-        return self._check_password(user, password, remote_addr)
+            principal, token_expires = self._check_token(user, password)
+        else:
+            principal = self._check_password(user, password, remote_addr)
+        login = None if password.startswith(TOKEN_PREFIX) else user
+        self._remember(header, _Proven(0.0, version, token_expires, login, principal))
+        return principal
 
-    def _check_token(self, user: str, secret: str) -> Principal:
+    def cached(self, header: str, remote_addr: str) -> Principal | None:
+        """The principal these credentials proved recently, or None: never any slow work.
+
+        A hit costs one tiny read of the `auth` counter, which every revocation, disable and
+        password change bumps, so those count at once, in every process. A password login
+        under lockout is refused even when cached (429).
+        """
+        entry = self._principals.get(self._cache_key(header))
+        if entry is None or entry.cache_expiry <= time.monotonic():
+            return None
+        if entry.token_expires is not None and entry.token_expires <= models.utcnow():
+            return None
+        if entry.login is not None:
+            self.limiter.check(f"user:{entry.login.lower()}", f"addr:{remote_addr}")
+        if entry.version != models.read_counter(models.AUTH_COUNTER):
+            return None
+        return entry.principal
+
+    def _cache_key(self, header: str) -> bytes:
+        return hmac.new(self.secret, header.encode("utf-8", "replace"), hashlib.sha256).digest()
+
+    def _remember(self, header: str, proven: _Proven) -> None:
+        if len(self._principals) >= MAX_CACHED_LOGINS:
+            self._principals.clear()
+        expiry = time.monotonic() + self.settings.auth_cache_seconds
+        self._principals[self._cache_key(header)] = dataclasses.replace(proven, cache_expiry=expiry)
+
+    def _check_token(self, user: str, secret: str) -> tuple[Principal, datetime.datetime | None]:
         token = (
             models.Token.select(models.Token, models.User)
             .join(models.User)
@@ -161,7 +211,7 @@ class Authenticator:
         ):
             raise Unauthorized("Invalid or expired API token")
         self._touch(token.id)
-        return Principal(
+        principal = Principal(
             user_id=token.user.id,
             name=token.user.name,
             is_admin=token.user.is_admin,
@@ -170,6 +220,7 @@ class Authenticator:
             projects=_split(token.projects),
             token_prefix=token.prefix,
         )
+        return principal, token.expires
 
     def _touch(self, token_id: int) -> None:
         """Record `last_used` at most once a minute per token: no write per request."""

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import itertools
 import re
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -39,6 +40,22 @@ BOMB_RATIO = 50
 WHEEL = "bdist_wheel"
 SDIST = "sdist"
 _CHUNK = 64 * 1024
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"
+_ZIP_END = b"PK\x05\x06"
+_ZIP_END_SIZE = 22
+# What a corrupt or crafted zip makes `zipfile` raise besides BadZipFile: a negative seek
+# (OSError), an undecodable UTF-8 name (ValueError), a short struct, an encrypted member.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    OSError,
+    struct.error,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +123,8 @@ def parse_filename(filename: str) -> DistFilename:
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
         raise InvalidUpload(f"Invalid distribution filename {filename!r}: {exc}") from exc
     validate_project_name(str(name))
+    if len(str(version)) > MAX_VERSION_LENGTH:
+        raise InvalidUpload(f"Invalid filename {filename!r}: the version is too long")
     return DistFilename(filename, str(name), version, packagetype, python_version)
 
 
@@ -197,21 +216,41 @@ def _read_capped(handle: IO[bytes], cap: int, what: str) -> bytes:
 
 def _wheel_metadata(path: Path, dist: DistFilename, cap: int) -> bytes:
     try:
+        _check_zip_envelope(path)
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             _check_zip_members(infos, path.stat().st_size)
-            dist_info = _dist_info_dir(infos)
+            dist_info = _dist_info_dir(infos, dist)
             names = {info.filename for info in infos}
-            if f"{dist_info}/WHEEL" not in names:
-                raise InvalidUpload(f"Invalid wheel: {dist_info}/WHEEL is missing")
+            for required in ("METADATA", "WHEEL"):
+                if f"{dist_info}/{required}" not in names:
+                    raise InvalidUpload(f"Invalid wheel: {dist_info}/{required} is missing")
             info = archive.getinfo(f"{dist_info}/METADATA")
             if info.file_size > cap:
                 raise InvalidUpload(f"METADATA is larger than the server accepts ({cap} bytes)")
             with archive.open(info) as member:
                 return _read_capped(member, cap, "METADATA")
-    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, NotImplementedError) as exc:
+    except _ZIP_ERRORS as exc:
         reason = str(exc) or "not a zip archive"
         raise InvalidUpload(f"Invalid wheel {dist.filename!r}: {reason}") from exc
+
+
+def _check_zip_envelope(path: Path) -> None:
+    """A wheel is a zip from its first byte to its last: no polyglot, prefix or trailer.
+
+    Data before the first member or after the end record (a zip comment included) is how
+    one file reads as two different archives to two different tools.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(len(_ZIP_LOCAL_HEADER))
+        size = handle.seek(0, 2)
+        if size >= _ZIP_END_SIZE:
+            handle.seek(size - _ZIP_END_SIZE)
+        tail = handle.read(_ZIP_END_SIZE)
+    if head != _ZIP_LOCAL_HEADER:
+        raise InvalidUpload("Invalid wheel: not a zip archive (or data before its first member)")
+    if len(tail) != _ZIP_END_SIZE or not tail.startswith(_ZIP_END) or tail[-2:] != b"\0\0":
+        raise InvalidUpload("Invalid wheel: data after the zip archive (or a zip comment)")
 
 
 def _check_zip_members(infos: list[zipfile.ZipInfo], archive_size: int) -> None:
@@ -220,6 +259,8 @@ def _check_zip_members(infos: list[zipfile.ZipInfo], archive_size: int) -> None:
         raise InvalidUpload("Invalid wheel: the archive has duplicate entries")
     total = 0
     for info in infos:
+        if info.flag_bits & 0x1:
+            raise InvalidUpload("Invalid wheel: encrypted members are not accepted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise InvalidUpload("Invalid wheel: only stored and deflated members are accepted")
         if _unsafe_member_name(info.filename):
@@ -239,17 +280,26 @@ def _unsafe_member_name(name: str) -> bool:
     return name.startswith("/") or "\\" in name or ".." in parts or "\x00" in name
 
 
-def _dist_info_dir(infos: list[zipfile.ZipInfo]) -> str:
+def _dist_info_dir(infos: list[zipfile.ZipInfo], dist: DistFilename) -> str:
+    """The one top-level `<name>-<version>.dist-info` folder, named as the file is (pip)."""
     candidates = {
         info.filename.split("/")[0]
         for info in infos
-        if info.filename.count("/") == 1
-        and info.filename.endswith("/METADATA")
-        and info.filename.split("/")[0].endswith(".dist-info")
+        if "/" in info.filename and info.filename.split("/")[0].endswith(".dist-info")
     }
     if len(candidates) != 1:
-        raise InvalidUpload("Invalid wheel: expected exactly one .dist-info/METADATA")
-    return candidates.pop()
+        raise InvalidUpload(
+            f"Invalid wheel: expected exactly one .dist-info directory, found {len(candidates)}"
+        )
+    dist_info = candidates.pop()
+    name, _, version = dist_info.removesuffix(".dist-info").rpartition("-")
+    try:
+        matches = canonicalize_name(name) == dist.normalized and Version(version) == dist.version
+    except InvalidVersion:
+        matches = False
+    if not matches:
+        raise InvalidUpload(f"Invalid wheel: {dist_info!r} does not match the filename")
+    return dist_info
 
 
 class _Readable(Protocol):
@@ -285,7 +335,11 @@ def _sdist_metadata(path: Path, cap: int) -> bytes:
             with tarfile.open(fileobj=capped, mode="r|") as archive:  # type: ignore[call-overload]
                 for member in archive:
                     found = _check_tar_member(archive, member, tops, found, cap)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            # Read the gzip stream to its end: a zip (or anything) hidden after the tar's
+            # end-of-archive or after the gzip stream makes the file a polyglot.
+            while capped.read(_CHUNK):
+                pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
         raise InvalidUpload(f"Invalid sdist: not a valid gzip-compressed tar ({exc})") from exc
     if len(tops) != 1:
         raise InvalidUpload("Invalid sdist: expected exactly one top-level directory")

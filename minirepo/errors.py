@@ -132,8 +132,9 @@ def init_app(app: Flask) -> None:
         elif status == 404:
             reason = "Not found"
         answer = to_response(status, reason)
-        if "Allow" in response.headers:
-            answer.headers["Allow"] = response.headers["Allow"]
+        for name in ("Allow", "Content-Range", "Retry-After", "WWW-Authenticate"):
+            if name in response.headers:
+                answer.headers[name] = response.headers[name]
         return answer
 
     @app.errorhandler(Exception)

@@ -126,7 +126,40 @@ class Event(BaseModel):
     remote_addr = peewee.CharField(default="")
 
 
-MODELS = (Repository, Project, Release, User, File, FileMetadata, UsedFilename, Token, Event)
+class Counter(BaseModel):
+    """Named change counters that other processes poll cheaply, e.g. `auth`."""
+
+    name = peewee.CharField(unique=True)
+    value = peewee.IntegerField(default=0)
+
+
+AUTH_COUNTER = "auth"
+
+MODELS = (
+    Repository,
+    Project,
+    Release,
+    User,
+    File,
+    FileMetadata,
+    UsedFilename,
+    Token,
+    Event,
+    Counter,
+)
+
+
+def bump_counter(name: str) -> None:
+    """Call inside the write transaction that makes the change the counter announces."""
+    updated = Counter.update(value=Counter.value + 1).where(Counter.name == name).execute()
+    if not updated:
+        Counter.create(name=name, value=1)
+
+
+def read_counter(name: str) -> int:
+    """One tiny indexed read; raw SQL because it runs on every authenticated request."""
+    row = database.execute_sql("SELECT value FROM counter WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def create_schema() -> None:

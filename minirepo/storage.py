@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -100,8 +101,16 @@ class LocalBlobStore:
         return created
 
     def open(self, key: str) -> BinaryIO:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-        return os.fdopen(os.open(self.local_path(key), flags), "rb")
+        """Only a regular file: never follow a planted symlink, never block on a FIFO."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(self.local_path(key), flags)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", key)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def exists(self, key: str) -> bool:
         return self.local_path(key).is_file()

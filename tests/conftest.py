@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def upload_form(path: Path, **overrides: Any) -> dict[str, Any]:
         "pyversion": "py3" if path.name.endswith(".whl") else "source",
         "metadata_version": "2.1",
         "sha256_digest": hashlib.sha256(data).hexdigest(),
-        "content": (path.open("rb"), path.name),
+        "content": (io.BytesIO(data), path.name),
     }
     form.update(overrides)
     return {key: value for key, value in form.items() if value is not None}

@@ -75,6 +75,7 @@ def set_password(name: str, password: str, *, method: str) -> None:
         user = get_user(name)
         user.password_hash = password_hash
         user.save()
+        models.bump_counter(models.AUTH_COUNTER)
         models.Event.create(actor="cli", action="user passwd", project=name)
 
 
@@ -83,6 +84,7 @@ def set_disabled(name: str, disabled: bool) -> None:
         user = get_user(name)
         user.disabled = disabled
         user.save()
+        models.bump_counter(models.AUTH_COUNTER)
         models.Event.create(actor="cli", action="user disable", project=name)
 
 
@@ -168,6 +170,7 @@ def revoke_token(prefix: str) -> int:
             .execute()
         )
         if count:
+            models.bump_counter(models.AUTH_COUNTER)
             models.Event.create(actor="cli", action="token revoke", project=prefix[:PREFIX_LENGTH])
     if not count:
         raise UserError(f"No active token with prefix {prefix[:PREFIX_LENGTH]!r}")

@@ -140,7 +140,8 @@ class Index:
             updated = dataclasses.replace(repo, generation=generation)
             self._repos[repo.name] = (time.monotonic(), updated)
 
-    def _cached(self, repo: RepoInfo, project: str, kind: str) -> Page | None:
+    def cached_page(self, repo: RepoInfo, project: str, kind: str) -> Page | None:
+        """The page if it is rendered for the repository's current generation, else None."""
         entry = self._pages.get((repo.id, project, kind))
         if entry is not None and entry[0] == repo.generation:
             return entry[1]
@@ -154,7 +155,7 @@ class Index:
         return page
 
     def root_page(self, repo: RepoInfo, kind: str) -> Page:
-        page = self._cached(repo, "", kind)
+        page = self.cached_page(repo, "", kind)
         if page is not None:
             return page
         rows = (
@@ -179,7 +180,7 @@ class Index:
 
     def project_page(self, repo: RepoInfo, normalized: str, kind: str) -> Page | None:
         """None when the project does not exist in this repository."""
-        page = self._cached(repo, normalized, kind)
+        page = self.cached_page(repo, normalized, kind)
         if page is not None:
             return page
         project = (

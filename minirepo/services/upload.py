@@ -123,6 +123,11 @@ def check_form(form: UploadForm, metadata_cap: int) -> Checked:
     """Every check that needs no database: the form, the filename, digests, the archive."""
     if form.action == "submit":
         raise Gone("Project registration is not needed: upload the files directly")
+    if not form.action:
+        raise InvalidUpload(
+            "The upload has no ':action' field: send multipart/form-data with "
+            "':action=file_upload' and a correct Content-Length"
+        )
     if form.action != "file_upload":
         raise InvalidUpload(f"Unsupported action {form.action!r}: expected file_upload")
     if form.protocol_version not in ("", "1"):
@@ -130,8 +135,12 @@ def check_form(form: UploadForm, metadata_cap: int) -> Checked:
     if form.content is None:
         raise InvalidUpload("The upload has no file part named 'content'")
     dist = dists.parse_filename(form.filename)
-    if not form.name or dists.validate_project_name(form.name) != dist.normalized:
+    if not form.name:
+        raise InvalidUpload("The upload has no 'name' field")
+    if dists.validate_project_name(form.name) != dist.normalized:
         raise InvalidUpload(f"Form name {form.name!r} does not match {dist.filename!r}")
+    if not form.version:
+        raise InvalidUpload("The upload has no 'version' field")
     if dists.parse_version(form.version) != dist.version:
         raise InvalidUpload(f"Form version {form.version!r} does not match {dist.filename!r}")
     if form.filetype and form.filetype != dist.packagetype:
@@ -140,7 +149,9 @@ def check_form(form: UploadForm, metadata_cap: int) -> Checked:
     if content.size == 0:
         raise InvalidUpload(f"Invalid file {dist.filename!r}: it is empty")
     for field, sent in form.digests.items():
-        if sent and not hmac.compare_digest(sent.strip().lower(), content.digest(field)):
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII text (a 500).
+        expected = content.digest(field).encode()
+        if sent and not hmac.compare_digest(sent.strip().lower().encode(), expected):
             raise InvalidUpload(f"The {field} supplied does not match the uploaded file")
     metadata = dists.read_core_metadata(content.path, dist, metadata_cap)
     return Checked(dist, metadata, content)

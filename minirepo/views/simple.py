@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 from packaging.utils import canonicalize_name
+from werkzeug.http import parse_accept_header, parse_etags
 
 from minirepo import auth
 from minirepo.dists import NAME_RE
@@ -58,22 +59,50 @@ def negotiate(header: str | None) -> str:
     return best
 
 
-def _page_response(page: Page, kind: str, repo: RepoInfo) -> Response:
-    wants_gzip = request.accept_encodings["gzip"] > 0
+def accepts_gzip(header: str | None) -> bool:
+    """pip and uv send `gzip, deflate[, zstd]`: answer that without a full parse."""
+    if not header:
+        return False
+    if "q=" not in header:
+        return "gzip" in (item.strip().lower() for item in header.split(","))
+    return parse_accept_header(header)["gzip"] > 0
+
+
+def page_answer(
+    page: Page,
+    kind: str,
+    repo: RepoInfo,
+    accept_encoding: str | None,
+    if_none_match: str | None,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body for a cached page; shared by this view and the fast path."""
+    wants_gzip = accepts_gzip(accept_encoding)
     tag = f"{page.etag}-{_ETAG_SUFFIXES[kind]}" + ("-gz" if wants_gzip else "")
-    headers = {
-        "ETag": f'"{tag}"',
-        "Vary": "Accept, Accept-Encoding",
-        "Cache-Control": "max-age=0, must-revalidate" + ("" if repo.is_public else ", private"),
-    }
+    headers = [
+        ("ETag", f'"{tag}"'),
+        ("Vary", "Accept, Accept-Encoding"),
+        ("Cache-Control", "max-age=0, must-revalidate" + ("" if repo.is_public else ", private")),
+    ]
     # If-None-Match uses the weak comparison (RFC 9110 13.1.2), and `*` matches any tag.
-    if request.if_none_match.contains_weak(tag):
-        return Response(status=304, headers=headers)
-    response = Response(page.gzipped if wants_gzip else page.body, headers=headers)
-    response.headers["Content-Type"] = _CONTENT_TYPES[kind]
+    if if_none_match and parse_etags(if_none_match).contains_weak(tag):
+        return 304, headers, b""
+    body = page.gzipped if wants_gzip else page.body
+    headers.append(("Content-Type", _CONTENT_TYPES[kind]))
     if wants_gzip:
-        response.headers["Content-Encoding"] = "gzip"
-    return response
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Length", str(len(body))))
+    return 200, headers, body
+
+
+def _page_response(page: Page, kind: str, repo: RepoInfo) -> Response:
+    status, headers, body = page_answer(
+        page,
+        kind,
+        repo,
+        request.headers.get("Accept-Encoding"),
+        request.headers.get("If-None-Match"),
+    )
+    return Response(body or None, status=status, headers=headers)
 
 
 def redirect_to(location: str) -> Response:

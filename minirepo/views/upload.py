@@ -7,8 +7,10 @@ them into a GET that "succeeds" with nothing uploaded (CLIENTS.md, trap 1).
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import ClientDisconnected
 
 from minirepo import auth
+from minirepo.errors import InvalidUpload
 from minirepo.permissions import Action
 from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, UploadForm, check_form
 from minirepo.views.common import index, settings, uploads
@@ -18,8 +20,11 @@ bp = Blueprint("upload", __name__)
 
 def read_form() -> UploadForm:
     """Parse the multipart body; file parts were streamed to spool files as they came."""
-    form = request.form
-    part = request.files.get("content")
+    try:
+        form = request.form
+        part = request.files.get("content")
+    except ClientDisconnected as exc:
+        raise InvalidUpload("The request body is shorter than its Content-Length") from exc
     content = part.stream if part is not None else None
     return UploadForm(
         action=form.get(":action", ""),

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from minirepo import auth, models
+from minirepo import auth, db, models
 from minirepo.app import create_app
 from minirepo.auth import Authenticator, parse_basic
 from minirepo.config import Settings
@@ -259,7 +259,9 @@ def test_lost_admin_right_counts_at_once(client: FlaskClient, admin: str) -> Non
     principal_admin = _principal(client, headers)
     assert principal_admin is not None
     assert principal_admin.is_admin
-    models.User.update(is_admin=False).where(models.User.name == "root2").execute()
+    with db.write_transaction():  # as every account change does: bump the auth counter
+        models.User.update(is_admin=False).where(models.User.name == "root2").execute()
+        models.bump_counter(models.AUTH_COUNTER)
     principal_user = _principal(client, headers)
     assert principal_user is not None
     assert not principal_user.is_admin

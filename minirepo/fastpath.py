@@ -1,0 +1,83 @@
+"""Cached simple pages answered before Flask's routing, under the same rules.
+
+Flask's per-request work costs about half of what waitress can serve (PERFORMANCE.md), and
+pip and uv ask for a simple page per dependency on every resolve. This WSGI layer answers
+the common case itself: a canonical page URL, a page already rendered for the current
+generation, and a caller who is anonymous on a public repository or whose credentials were
+proven recently. Anything else (a miss, a redirect, an error, a first login) goes to Flask,
+which renders, authenticates and fills the caches, so the two paths cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import peewee
+
+from minirepo.auth import Authenticator
+from minirepo.errors import MinirepoError
+from minirepo.permissions import Action, may
+from minirepo.services.index import Index
+from minirepo.views.simple import negotiate, page_answer
+
+log = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_PAGE_PATH = re.compile(
+    r"/(?:(?P<repo>[a-z0-9][a-z0-9._-]{0,62})/)?simple/(?:(?P<project>[a-z0-9]+(?:-[a-z0-9]+)*)/)?"
+)
+_REASONS = {200: "200 OK", 304: "304 Not Modified"}
+
+
+class FastPages:
+    def __init__(self, app: WSGIApp, index: Index, authenticator: Authenticator) -> None:
+        self.app = app
+        self.index = index
+        self.authenticator = authenticator
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        if method == "GET" or method == "HEAD":
+            answer = self._answer(environ)
+            if answer is not None:
+                status, headers, body = answer
+                start_response(_REASONS[status], headers)
+                return [] if method == "HEAD" else [body]
+        return self.app(environ, start_response)
+
+    def _answer(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        match = _PAGE_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None:
+            return None
+        repo_name, project = match.group("repo", "project")
+        header = environ.get("HTTP_AUTHORIZATION")
+        try:
+            repo = self.index.repo(repo_name)
+            principal = (
+                self.authenticator.cached(header, environ.get("REMOTE_ADDR", ""))
+                if header
+                else None
+            )
+        except (MinirepoError, peewee.PeeweeException):
+            return None  # Flask gives the proper answer (404, 429, 503) for these
+        if header and principal is None:
+            return None
+        if not may(principal, Action.READ, repo, project):
+            return None
+        kind = negotiate(environ.get("HTTP_ACCEPT"))
+        page = self.index.cached_page(repo, project or "", kind)
+        if page is None:
+            return None
+        return page_answer(
+            page,
+            kind,
+            repo,
+            environ.get("HTTP_ACCEPT_ENCODING"),
+            environ.get("HTTP_IF_NONE_MATCH"),
+        )
