@@ -55,7 +55,9 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     index = Index(settings, folder.store)
     authenticator = auth.Authenticator(settings, folder.secret)
     app.extensions["minirepo.index"] = index
-    app.extensions["minirepo.uploads"] = UploadService(folder.store, settings.max_metadata_size)
+    app.extensions["minirepo.uploads"] = UploadService(
+        folder.store, settings.max_metadata_size, settings.test_fault
+    )
     auth.init_app(app, authenticator)
     errors.init_app(app)
     _init_busy_handler(app)

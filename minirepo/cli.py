@@ -18,7 +18,7 @@ import peewee
 from minirepo import __version__, config, db
 from minirepo.config import Settings
 from minirepo.errors import MinirepoError
-from minirepo.services import accounts, maintenance
+from minirepo.services import accounts, integrity, maintenance
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,6 +102,25 @@ def serve(settings: Settings) -> None:
     from minirepo import server
 
     server.run(settings)
+
+
+@main.command()
+@click.option("--no-checksum", is_flag=True, help="Check existence and size only (fast).")
+@pass_settings
+def fsck(settings: Settings, no_checksum: bool) -> None:
+    """Check every stored file against its row; exit 1 naming each problem.
+
+    \b
+    Example:  minirepo fsck --data /var/lib/minirepo
+    """
+    folder = maintenance.open_data(settings)
+    with click.progressbar(length=integrity.count_files(), label="Checking files") as bar:
+        problems = integrity.fsck(folder.store, checksum=not no_checksum, progress=bar.update)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        _fail(f"{len(problems)} problem(s) found")
+    click.echo("No problems found.")
 
 
 @main.group()

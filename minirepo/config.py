@@ -56,6 +56,9 @@ class Settings:
     busy_timeout: float = 5.0
     page_cache_seconds: float = 0.25
     log_level: str = "info"
+    # For the test suite only: "crash-after-publish" kills the server between linking an
+    # upload's blob into place and committing its rows, to prove crash recovery.
+    test_fault: str = ""
 
     @property
     def database_path(self) -> Path:

@@ -101,6 +101,7 @@ class Index:
         self.store = store
         self._repos: dict[str, tuple[float, RepoInfo]] = {}
         self._pages: dict[tuple[int, str, str], tuple[int, Page]] = {}
+        self._verified: dict[str, tuple[int, int, int]] = {}
         self._lock = threading.Lock()
 
     def repo(self, name: str | None) -> RepoInfo:
@@ -249,10 +250,12 @@ class Index:
     def open_file(
         self, repo: RepoInfo, normalized: str, filename: str
     ) -> tuple[BinaryIO, StoredFile]:
-        """The stored file, checked against its row by size; the caller closes the handle.
+        """The stored file, checked against its row; the caller closes the handle.
 
-        A full re-hash is `minirepo fsck`'s job; a size check per request catches truncation
-        cheaply, so a damaged file is refused instead of served with a wrong hash.
+        pip and uv treat a wrong hash as a hard failure, so a damaged file is refused with a
+        5xx instead: the size is checked on every request, the sha256 once per process for
+        each version of the file on disk (inode, size, mtime), so only a first download
+        pays for a re-hash.
         """
         stored = self.stored_file(repo, normalized, filename)
         try:
@@ -260,11 +263,31 @@ class Index:
         except OSError as exc:
             log.error("stored file %s is missing: %s", stored.storage_key, exc)
             raise DamagedFile(f"Stored file {filename} is missing on the server") from exc
-        if os.fstat(handle.fileno()).st_size != stored.size:
+        try:
+            self._check_blob(handle, stored)
+        except BaseException:
             handle.close()
-            log.error("stored file %s has the wrong size", stored.storage_key)
-            raise DamagedFile(f"Stored file {filename} is damaged on the server")
+            raise
         return handle, stored
+
+    def _check_blob(self, handle: BinaryIO, stored: StoredFile) -> None:
+        info = os.fstat(handle.fileno())
+        if info.st_size != stored.size:
+            log.error("stored file %s has the wrong size", stored.storage_key)
+            raise DamagedFile(f"Stored file {stored.filename} is damaged on the server")
+        identity = (info.st_ino, info.st_size, info.st_mtime_ns)
+        if self._verified.get(stored.storage_key) == identity:
+            return
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+        handle.seek(0)
+        if digest.hexdigest() != stored.sha256:
+            log.error("stored file %s does not match its sha256", stored.storage_key)
+            raise DamagedFile(f"Stored file {stored.filename} is damaged on the server")
+        if len(self._verified) > 100_000:
+            self._verified.clear()
+        self._verified[stored.storage_key] = identity
 
     def core_metadata(self, repo: RepoInfo, normalized: str, filename: str) -> bytes:
         stored = self.stored_file(repo, normalized, filename)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from minirepo import db, models
 from minirepo.config import Settings
-from minirepo.services import accounts
+from minirepo.services import accounts, integrity
 from minirepo.storage import LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def open_data(settings: Settings, *, first_start: bool = False) -> DataFolder:
         removed = store.sweep_tmp()
         if removed:
             log.warning("removed %d unfinished upload(s) from %s", removed, store.tmp)
+        integrity.quarantine_orphans(store, settings.data / "quarantine")
     return DataFolder(settings, store, secret)
 
 

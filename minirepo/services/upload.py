@@ -158,9 +158,10 @@ def check_form(form: UploadForm, metadata_cap: int) -> Checked:
 
 
 class UploadService:
-    def __init__(self, store: LocalBlobStore, metadata_cap: int) -> None:
+    def __init__(self, store: LocalBlobStore, metadata_cap: int, fault: str = "") -> None:
         self.store = store
         self.metadata_cap = metadata_cap
+        self.fault = fault
 
     def publish(
         self, repo: RepoInfo, checked: Checked, principal: Principal, remote_addr: str
@@ -174,6 +175,8 @@ class UploadService:
                 if self._is_stored_already(repo, checked):
                     return None
                 created_blob = self.store.put(checked.content.path, key)
+                if self.fault == "crash-after-publish":
+                    os._exit(137)
                 self._insert_rows(repo, checked, principal, remote_addr, key)
                 generation = _bump_generation(repo.id)
         except BaseException:

@@ -1,0 +1,103 @@
+"""Blobs against rows: quarantine orphans at start, and `minirepo fsck`.
+
+An upload links its blob into place before its rows commit (SECURITY.md D5), so a crash in
+between leaves a blob no row names. It is never served (files are found through rows), and
+the next start moves it to `<data>/quarantine/`, where an operator can still recover it.
+The sweep assumes one server per data folder, which is what the local blob store is for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from minirepo import db, models
+from minirepo.storage import LocalBlobStore
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    kind: str
+    key: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.key}: {self.detail}"
+
+
+def _rows() -> dict[str, tuple[int, str]]:
+    """storage key -> (size, sha256) for every stored file row."""
+    query = models.File.select(models.File.storage_key, models.File.size, models.File.sha256)
+    return {row.storage_key: (row.size, row.sha256) for row in query}
+
+
+def _blob_keys(store: LocalBlobStore) -> Iterator[str]:
+    if not store.root.is_dir():
+        return
+    for path in store.root.glob("*/*/*"):
+        yield path.relative_to(store.root).as_posix()
+
+
+def quarantine_orphans(store: LocalBlobStore, quarantine: Path) -> list[str]:
+    """Move blobs that no row names out of `files/`; returns their keys."""
+    known = _rows()
+    moved = []
+    for key in _blob_keys(store):
+        if key in known:
+            continue
+        source = store.local_path(key)
+        target = quarantine / f"{int(time.time())}-{key.replace('/', '-')}"
+        os.replace(source, target)
+        store.delete(key)
+        log.warning("quarantined %s: no row names it (an upload interrupted by a crash?)", key)
+        moved.append(key)
+    return moved
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsck(
+    store: LocalBlobStore, *, checksum: bool = True, progress: Callable[[int], None] | None = None
+) -> list[Problem]:
+    """Every row's blob exists with its size (and hash); no orphan blobs; SQLite is sound."""
+    problems = [
+        Problem("database", "minirepo.sqlite3", row[0])
+        for row in db.database.execute_sql("PRAGMA quick_check").fetchall()
+        if row[0] != "ok"
+    ]
+    rows = _rows()
+    for key, (size, sha256) in rows.items():
+        path = store.local_path(key)
+        if not path.is_file():
+            problems.append(Problem("missing", key, "the file is gone"))
+        elif path.stat().st_size != size:
+            problems.append(Problem("size", key, f"{path.stat().st_size} bytes, expected {size}"))
+        elif checksum and _sha256(path) != sha256:
+            problems.append(Problem("hash", key, "contents do not match the recorded sha256"))
+        if progress is not None:
+            progress(1)
+    problems += [
+        Problem("orphan", key, "no row names this file")
+        for key in _blob_keys(store)
+        if key not in rows
+    ]
+    return problems
+
+
+def count_files() -> int:
+    return int(models.File.select().count())

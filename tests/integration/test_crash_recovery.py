@@ -1,0 +1,94 @@
+"""kill -9 and damaged files: acknowledged uploads survive, partial ones never show."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import upload_form
+from tests.distfactory import Dist, make_wheel
+from tests.serverproc import Server, running_server
+
+
+def post(server: Server, path: Path) -> requests.Response:
+    form = upload_form(path)
+    handle, filename = form.pop("content")
+    return requests.post(
+        f"{server.url}/",
+        data=form,
+        files={"content": (filename, handle, "application/octet-stream")},
+        auth=("__token__", server.admin_token),
+        timeout=60,
+    )
+
+
+def project_status(server: Server, project: str) -> int:
+    return requests.get(f"{server.url}/simple/{project}/", timeout=30).status_code
+
+
+def test_crash_between_blob_publish_and_commit(tmp_path: Path) -> None:
+    base = tmp_path / "srv"
+    wheel = make_wheel(tmp_path, Dist("crashy", "1.0"))
+    with running_server(base, {"MINIREPO_TEST_FAULT": "crash-after-publish"}) as srv:
+        kept = make_wheel(tmp_path, Dist("kept", "1.0"))
+        with pytest.raises(requests.ConnectionError):
+            post(srv, wheel)
+        assert srv.proc.wait(timeout=30) == 137
+    with running_server(base) as srv:
+        assert project_status(srv, "crashy") == 404
+        assert not list((srv.data / "files").rglob(wheel.name))
+        quarantined = [p.name for p in (srv.data / "quarantine").iterdir()]
+        assert len(quarantined) == 1
+        assert quarantined[0].endswith(wheel.name)
+        assert srv.cli("fsck").returncode == 0
+        assert post(srv, wheel).status_code == 200
+        assert post(srv, kept).status_code == 200
+        assert project_status(srv, "crashy") == 200
+
+
+def test_kill_during_upload_leaves_nothing(tmp_path: Path) -> None:
+    base = tmp_path / "srv"
+    with running_server(base) as srv:
+        acknowledged = make_wheel(tmp_path, Dist("acked", "1.0"))
+        assert post(srv, acknowledged).status_code == 200
+        parts = urlsplit(srv.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+            sock.sendall(
+                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\n\r\n" + b"\0" * 1_000_000
+            )
+            srv.proc.kill()
+            srv.proc.wait(timeout=30)
+    (base / "repo" / "tmp" / "upload-leftover.part").write_bytes(b"partial")
+    with running_server(base) as srv:
+        assert list((srv.data / "tmp").iterdir()) == []
+        assert srv.cli("fsck").returncode == 0
+        served = requests.get(f"{srv.url}/files/acked/{acknowledged.name}", timeout=30)
+        assert served.content == acknowledged.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_damaged_file_is_never_served(tmp_path: Path, damage: str) -> None:
+    with running_server(tmp_path / "srv") as srv:
+        wheel = make_wheel(tmp_path, Dist("fragile", "1.0"))
+        assert post(srv, wheel).status_code == 200
+        (blob,) = (srv.data / "files").rglob(wheel.name)
+        data = blob.read_bytes()
+        if damage == "flip":
+            blob.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+        elif damage == "truncate":
+            blob.write_bytes(data[:-10])
+        else:
+            os.unlink(blob)
+        response = requests.get(f"{srv.url}/files/fragile/{wheel.name}", timeout=30)
+        assert response.status_code >= 500
+        assert response.content != data
+        assert "damaged" in response.reason or "missing" in response.reason
+        result = srv.cli("fsck", check=False)
+        assert result.returncode == 1
+        assert wheel.name in result.stdout
