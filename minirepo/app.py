@@ -10,7 +10,7 @@ from flask import Flask, Request, Response, current_app, request
 
 from minirepo import auth, errors, views
 from minirepo.config import Settings
-from minirepo.db import is_locked
+from minirepo.db import is_disk_full, is_locked
 from minirepo.fastpath import FastPages
 from minirepo.services.index import Index
 from minirepo.services.maintenance import DataFolder, open_data
@@ -81,5 +81,8 @@ def _init_busy_handler(app: Flask) -> None:
             log.warning("database busy: answering 503")
             busy = errors.Busy("Server busy (database locked); retry shortly")
             return errors.to_response(busy.status, busy.reason, busy.headers)
+        if is_disk_full(exc):
+            log.error("database write failed: disk full or I/O error", exc_info=exc)
+            return errors.to_response(507, "Server storage is full; could not record the change")
         log.error("database error", exc_info=exc)
         return errors.to_response(500, "Internal server error")

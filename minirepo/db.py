@@ -49,3 +49,22 @@ def write_transaction() -> AbstractContextManager[object]:
 def is_locked(exc: BaseException) -> bool:
     """True for SQLite's busy errors, which become a 503 with Retry-After, not a 500."""
     return isinstance(exc, peewee.OperationalError) and "locked" in str(exc).lower()
+
+
+_DISK_ERRORS = ("database or disk is full", "disk i/o error")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when SQLite could not write (full disk, file size limit, I/O error).
+
+    SQLite rolls back by itself on these, and peewee's own rollback then fails with "no
+    transaction is active", hiding the cause: so the exception's context is searched too.
+    """
+    current: BaseException | None = exc
+    for _ in range(5):
+        if current is None:
+            return False
+        if any(text in str(current).lower() for text in _DISK_ERRORS):
+            return True
+        current = current.__context__
+    return False

@@ -78,11 +78,17 @@ class LocalBlobStore:
     def put(self, source: Path, key: str) -> bool:
         target = self.local_path(key)
         try:
-            created_dirs = self._make_parents(target.parent)
-            try:
-                os.link(source, target)
-            except FileExistsError:
-                return False
+            for attempt in range(3):
+                try:
+                    created_dirs = self._make_parents(target.parent)
+                    os.link(source, target)
+                    break
+                except FileExistsError:
+                    return False
+                except FileNotFoundError:
+                    # A failed upload's cleanup removed an empty parent under us: again.
+                    if attempt == 2:
+                        raise
             fsync_dir(target.parent)
             for directory in created_dirs:
                 fsync_dir(directory.parent)
@@ -119,8 +125,11 @@ class LocalBlobStore:
         target = self.local_path(key)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        with contextlib.suppress(OSError):
-            target.parent.rmdir()
+        for directory in (target.parent, target.parent.parent):
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
     def sweep_tmp(self, older_than: float = 0.0) -> int:
         """Remove uploads left in flight by a crash; returns how many were removed."""

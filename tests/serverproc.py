@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # The cheapest hash werkzeug accepts: tests create many accounts and must not wait on scrypt.
@@ -107,7 +107,11 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 
 
 @contextlib.contextmanager
-def running_server(data: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
+def running_server(
+    data: Path,
+    settings: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[Server]:
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = base_env(
@@ -120,7 +124,9 @@ def running_server(data: Path, settings: dict[str, str] | None = None) -> Iterat
     cmd = [sys.executable, "-m", "minirepo", "serve", "--host", "127.0.0.1", "--port", str(port)]
     log_path = data / "serve.log"
     with log_path.open("ab") as log:  # a pipe nobody reads would block the server
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log_path)
