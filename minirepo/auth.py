@@ -143,8 +143,15 @@ class Authenticator:
         # HMAC(user, password) -> (expiry, the password hash that matched).
         self._verified: dict[bytes, tuple[float, str]] = {}
         self._last_used: dict[int, float] = {}
-        self._dummy_hash = hash_password("not a real password", settings.password_hash)
+        self._dummy: str | None = None
         self._principals: dict[bytes, _Proven] = {}
+
+    def _dummy_hash(self) -> str:
+        """What an unknown user's password is checked against; made on first need, since
+        one KDF run at start would cost more than the rest of the start-up together."""
+        if self._dummy is None:
+            self._dummy = hash_password("not a real password", self.settings.password_hash)
+        return self._dummy
 
     def authenticate(self, header: str | None, remote_addr: str) -> Principal | None:
         """None for anonymous callers; raises Unauthorized for wrong credentials."""
@@ -261,10 +268,10 @@ class Authenticator:
             is_valid = True
         else:
             self._verified.pop(cache_key, None)
-            stored = account.password_hash if account is not None else self._dummy_hash
+            stored = account.password_hash if account is not None else self._dummy_hash()
             # A hash werkzeug cannot read still costs a KDF run: no shortcut to probe for.
             known = is_known_hash(stored)
-            is_valid = verify_password(stored if known else self._dummy_hash, password) and known
+            is_valid = verify_password(stored if known else self._dummy_hash(), password) and known
         if account is None or not is_valid or account.disabled:
             self.limiter.record(*keys)
             raise Unauthorized("Invalid username or password")
