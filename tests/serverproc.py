@@ -28,7 +28,12 @@ def free_port() -> int:
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment minus anything that would point a client at another index."""
     drop = ("PIP_", "UV_", "TWINE_", "MINIREPO_", "POETRY_", "PDM_", "HATCH_", "FLIT_")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(drop)}
+    # An activated venv (as in .ci/run) would make poetry install into it, not the project.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(drop) and key not in ("VIRTUAL_ENV", "CONDA_PREFIX")
+    }
     env.update(extra or {})
     return env
 
