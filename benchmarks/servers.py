@@ -17,14 +17,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import requests
 
 from benchmarks.load import basic_header
-from tests.serverproc import base_env, free_port
+from tests.serverproc import base_env, free_port, wait_answering
 
 SERVER_CPU = "0"
 # passlib 1.7.4 (pypiserver's htpasswd reader) breaks with bcrypt >= 4.1 (pyca/bcrypt#684).
@@ -64,24 +62,7 @@ def _pinned(cmd: list[str]) -> list[str]:
 
 
 def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> float:
-    """Poll until `url` answers < 500; returns seconds since the call. Never sleeps blindly."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-                if response.status < 500:
-                    return time.perf_counter() - start
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return time.perf_counter() - start
-        except (urllib.error.URLError, OSError):
-            pass
-        try:
-            proc.wait(timeout=0.01)
-        except subprocess.TimeoutExpired:
-            continue
-        raise RuntimeError(f"{proc.args} exited:\n{log.read_text()[-3000:]}")
-    raise RuntimeError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+    return wait_answering(url, proc, log, timeout, pause=0.01)
 
 
 @dataclasses.dataclass

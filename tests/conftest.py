@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
-import io
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from minirepo import models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services import accounts
-from tests.distfactory import Dist, make_wheel
+from tests.distfactory import Dist, make_wheel, upload_form
 from tests.serverproc import FAST_HASH
 
 ADMIN_PASSWORD = "admin-password-1"
@@ -59,26 +57,6 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 def token_auth(token: str) -> dict[str, str]:
     return basic("__token__", token)
-
-
-def upload_form(path: Path, **overrides: Any) -> dict[str, Any]:
-    """The form twine sends for `path`; pass a field as None to leave it out."""
-    data = path.read_bytes()
-    name, version = path.name.split("-")[:2]
-    version = version.removesuffix(".tar.gz")
-    form: dict[str, Any] = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "name": name,
-        "version": version,
-        "filetype": "bdist_wheel" if path.name.endswith(".whl") else "sdist",
-        "pyversion": "py3" if path.name.endswith(".whl") else "source",
-        "metadata_version": "2.1",
-        "sha256_digest": hashlib.sha256(data).hexdigest(),
-        "content": (io.BytesIO(data), path.name),
-    }
-    form.update(overrides)
-    return {key: value for key, value in form.items() if value is not None}
 
 
 def post_upload(

@@ -9,6 +9,7 @@ import io
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -114,3 +115,23 @@ def sdist_members(dist: Dist, pkg_info: bytes | None = None) -> dict[str, bytes]
 
 def make_sdist(folder: Path, dist: Dist, filename: str | None = None) -> Path:
     return write_tar_gz(folder / (filename or dist.sdist_name), sdist_members(dist))
+
+
+def upload_form(path: Path, **overrides: Any) -> dict[str, Any]:
+    """The form twine sends for `path`; pass a field as None to leave it out."""
+    data = path.read_bytes()
+    name, version = path.name.split("-")[:2]
+    version = version.removesuffix(".tar.gz")
+    form: dict[str, Any] = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "name": name,
+        "version": version,
+        "filetype": "bdist_wheel" if path.name.endswith(".whl") else "sdist",
+        "pyversion": "py3" if path.name.endswith(".whl") else "source",
+        "metadata_version": "2.1",
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+        "content": (io.BytesIO(data), path.name),
+    }
+    form.update(overrides)
+    return {key: value for key, value in form.items() if value is not None}

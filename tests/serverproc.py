@@ -9,10 +9,15 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import requests
+
+from tests.distfactory import upload_form
 
 # The cheapest hash werkzeug accepts: tests create many accounts and must not wait on scrypt.
 FAST_HASH = "pbkdf2:sha256:1000"
@@ -90,25 +95,52 @@ class Server:
         result = self.cli("token", "create", "--user", user, *extra)
         return result.stdout.strip().splitlines()[-1]
 
+    def upload(
+        self, path: Path, token: str | None = None, url: str | None = None
+    ) -> requests.Response:
+        """POST `path` as twine would, with the admin's token unless told otherwise."""
+        form = upload_form(path)
+        handle, filename = form.pop("content")
+        return requests.post(
+            url or f"{self.url}/",
+            data=form,
+            files={"content": (filename, handle, "application/octet-stream")},
+            auth=("__token__", token or self.admin_token),
+            timeout=60,
+        )
+
     def log_tail(self) -> str:
         return self.log.read_text()[-4000:]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    """Ask `/-/health`; between tries wait on the process itself, so a crash shows at once."""
-    for _ in range(int(timeout / 0.05)):
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-            urllib.request.urlopen(f"{url}/-/health", timeout=2) as response,  # noqa: S310
-        ):
-            if response.status == 200:
-                return
+def wait_answering(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30, pause: float = 0.05
+) -> float:
+    """Poll `url` until it answers below 500; returns the seconds that took.
+
+    Between tries it waits on the process itself, so a crash shows at once with its log.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
         try:
-            proc.wait(timeout=0.05)
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                if response.status < 500:
+                    return time.perf_counter() - start
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return time.perf_counter() - start
+        except (urllib.error.URLError, OSError):
+            pass
+        try:
+            proc.wait(timeout=pause)
         except subprocess.TimeoutExpired:
             continue
-        raise RuntimeError(f"minirepo serve exited with {proc.returncode}:\n{log.read_text()}")
-    raise RuntimeError(f"minirepo serve did not become healthy:\n{log.read_text()}")
+        raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()}")
+    raise RuntimeError(f"{url} did not answer within {timeout}s:\n{log.read_text()}")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    wait_answering(f"{url}/-/health", proc, log)
 
 
 @contextlib.contextmanager

@@ -13,24 +13,10 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import upload_form
 from tests.distfactory import Dist, make_wheel
 from tests.serverproc import Server
 
 TIME_LIMIT = 60.0
-
-
-def post(server: Server, path: Path, token: str) -> requests.Response:
-    form = upload_form(path)
-    handle, filename = form.pop("content")
-    with handle:
-        return requests.post(
-            f"{server.url}/",
-            data=form,
-            files={"content": (filename, handle, "application/octet-stream")},
-            auth=("__token__", token),
-            timeout=60,
-        )
 
 
 def test_twenty_concurrent_uploads_while_pages_are_read(server: Server, tmp_path: Path) -> None:
@@ -49,7 +35,7 @@ def test_twenty_concurrent_uploads_while_pages_are_read(server: Server, tmp_path
     reader.start()
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            statuses = [r.status_code for r in pool.map(lambda w: post(server, w, token), wheels)]
+            statuses = [r.status_code for r in pool.map(lambda w: server.upload(w, token), wheels)]
     finally:
         stop.set()
         reader.join(timeout=TIME_LIMIT)
@@ -67,7 +53,7 @@ def _race(server: Server, wheels: list[Path]) -> list[requests.Response]:
 
     def one(path: Path) -> requests.Response:
         barrier.wait(timeout=30)
-        return post(server, path, token)
+        return server.upload(path, token)
 
     with concurrent.futures.ThreadPoolExecutor(len(wheels)) as pool:
         return list(pool.map(one, wheels))
@@ -106,7 +92,7 @@ def test_locked_database_answers_503_with_retry_after(
         holder = sqlite3.connect(srv.data / "minirepo.sqlite3", timeout=5, isolation_level=None)
         try:
             holder.execute("BEGIN EXCLUSIVE")
-            response = post(srv, wheel, token)
+            response = srv.upload(wheel, token)
             assert response.status_code == 503
             assert response.headers.get("Retry-After")
             assert "retry" in response.reason.lower()
@@ -116,4 +102,4 @@ def test_locked_database_answers_503_with_retry_after(
             holder.close()
         assert list((srv.data / "tmp").iterdir()) == []
         assert not list((srv.data / "files").rglob(wheel.name))
-        assert post(srv, wheel, token).status_code == 200
+        assert srv.upload(wheel, token).status_code == 200

@@ -10,21 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.conftest import upload_form
 from tests.distfactory import Dist, make_wheel
 from tests.serverproc import Server, running_server
-
-
-def post(server: Server, path: Path) -> requests.Response:
-    form = upload_form(path)
-    handle, filename = form.pop("content")
-    return requests.post(
-        f"{server.url}/",
-        data=form,
-        files={"content": (filename, handle, "application/octet-stream")},
-        auth=("__token__", server.admin_token),
-        timeout=60,
-    )
 
 
 def project_status(server: Server, project: str) -> int:
@@ -37,7 +24,7 @@ def test_crash_between_blob_publish_and_commit(tmp_path: Path) -> None:
     with running_server(base, {"MINIREPO_TEST_FAULT": "crash-after-publish"}) as srv:
         kept = make_wheel(tmp_path, Dist("kept", "1.0"))
         with pytest.raises(requests.ConnectionError):
-            post(srv, wheel)
+            srv.upload(wheel)
         assert srv.proc.wait(timeout=30) == 137
     with running_server(base) as srv:
         assert project_status(srv, "crashy") == 404
@@ -46,8 +33,8 @@ def test_crash_between_blob_publish_and_commit(tmp_path: Path) -> None:
         assert len(quarantined) == 1
         assert quarantined[0].endswith(wheel.name)
         assert srv.cli("fsck").returncode == 0
-        assert post(srv, wheel).status_code == 200
-        assert post(srv, kept).status_code == 200
+        assert srv.upload(wheel).status_code == 200
+        assert srv.upload(kept).status_code == 200
         assert project_status(srv, "crashy") == 200
 
 
@@ -55,7 +42,7 @@ def test_kill_during_upload_leaves_nothing(tmp_path: Path) -> None:
     base = tmp_path / "srv"
     with running_server(base) as srv:
         acknowledged = make_wheel(tmp_path, Dist("acked", "1.0"))
-        assert post(srv, acknowledged).status_code == 200
+        assert srv.upload(acknowledged).status_code == 200
         parts = urlsplit(srv.url)
         with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
             sock.sendall(
@@ -76,7 +63,7 @@ def test_kill_during_upload_leaves_nothing(tmp_path: Path) -> None:
 def test_damaged_file_is_never_served(tmp_path: Path, damage: str) -> None:
     with running_server(tmp_path / "srv") as srv:
         wheel = make_wheel(tmp_path, Dist("fragile", "1.0"))
-        assert post(srv, wheel).status_code == 200
+        assert srv.upload(wheel).status_code == 200
         (blob,) = (srv.data / "files").rglob(wheel.name)
         data = blob.read_bytes()
         if damage == "flip":

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import upload_form
 from tests.distfactory import Dist, wheel_members
-from tests.serverproc import Server, running_server
+from tests.serverproc import running_server
 
 LIMIT = 448 * 1024
 
@@ -37,23 +36,11 @@ def incompressible_wheel(folder: Path, name: str, size: int) -> Path:
     return path
 
 
-def post(server: Server, path: Path) -> requests.Response:
-    form = upload_form(path)
-    handle, filename = form.pop("content")
-    return requests.post(
-        f"{server.url}/",
-        data=form,
-        files={"content": (filename, handle, "application/octet-stream")},
-        auth=("__token__", server.admin_token),
-        timeout=60,
-    )
-
-
 def test_full_disk_mid_upload(tmp_path: Path) -> None:
     with running_server(tmp_path / "srv", preexec_fn=limit_file_size) as srv:
         big = incompressible_wheel(tmp_path, "too-big", 236 * 1024)
         assert LIMIT < big.stat().st_size < 512 * 1024
-        response = post(srv, big)
+        response = srv.upload(big)
         assert response.status_code == 507
         assert "storage is full" in response.reason
         assert response.text.strip() == response.reason
@@ -62,4 +49,4 @@ def test_full_disk_mid_upload(tmp_path: Path) -> None:
         assert requests.get(f"{srv.url}/simple/too-big/", timeout=30).status_code == 404
         assert requests.get(f"{srv.url}/-/health", timeout=30).status_code == 200
         small = incompressible_wheel(tmp_path, "fits", 1024)
-        assert post(srv, small).status_code == 200
+        assert srv.upload(small).status_code == 200
