@@ -8,7 +8,6 @@ an unknown user costs the same KDF run as a wrong password, and repeated failure
 from __future__ import annotations
 
 import base64
-import binascii
 import collections
 import dataclasses
 import datetime
@@ -69,7 +68,7 @@ def parse_basic(header: str) -> tuple[str, str] | None:
         raise Unauthorized("Only HTTP Basic authentication is supported")
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error, non-ASCII input
         raise Unauthorized("Malformed Authorization header") from exc
     user, sep, password = decoded.partition(":")
     password = password.strip("\r\n")

@@ -7,11 +7,14 @@ fails with "database is locked" at once instead of waiting (SECURITY.md D6).
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import peewee
+
+log = logging.getLogger(__name__)
 
 database = peewee.DatabaseProxy()
 
@@ -21,6 +24,10 @@ def open_sqlite(path: Path, busy_timeout: float) -> peewee.SqliteDatabase:
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
+    for private in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if private.exists() and private.stat().st_mode & 0o077:
+            log.warning("%s was readable by others; setting its mode to 0600", private)
+            private.chmod(0o600)
     return peewee.SqliteDatabase(
         str(path),
         timeout=busy_timeout,

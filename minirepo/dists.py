@@ -125,6 +125,8 @@ def parse_filename(filename: str) -> DistFilename:
     validate_project_name(str(name))
     if len(str(version)) > MAX_VERSION_LENGTH:
         raise InvalidUpload(f"Invalid filename {filename!r}: the version is too long")
+    if not filename.isascii():
+        raise InvalidUpload(f"Invalid filename {filename!r}: only ASCII characters are accepted")
     return DistFilename(filename, str(name), version, packagetype, python_version)
 
 

@@ -93,6 +93,7 @@ class LocalBlobStore:
             for directory in created_dirs:
                 fsync_dir(directory.parent)
         except OSError as exc:
+            self._remove_empty_parents(target)
             raise storage_error(exc, target.name) from exc
         return True
 
@@ -103,8 +104,16 @@ class LocalBlobStore:
                 path.mkdir(mode=0o700)
                 created.append(path)
             except FileExistsError:
-                pass
+                if path.is_symlink() or not path.is_dir():
+                    raise StorageError(f"Not a plain directory: {path}") from None
         return created
+
+    def _remove_empty_parents(self, target: Path) -> None:
+        for directory in (target.parent, target.parent.parent):
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
     def open(self, key: str) -> BinaryIO:
         """Only a regular file: never follow a planted symlink, never block on a FIFO."""
@@ -125,11 +134,7 @@ class LocalBlobStore:
         target = self.local_path(key)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        for directory in (target.parent, target.parent.parent):
-            try:
-                directory.rmdir()
-            except OSError:
-                break
+        self._remove_empty_parents(target)
 
     def sweep_tmp(self, older_than: float = 0.0) -> int:
         """Remove uploads left in flight by a crash; returns how many were removed."""

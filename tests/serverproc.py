@@ -96,18 +96,25 @@ class Server:
         return result.stdout.strip().splitlines()[-1]
 
     def upload(
-        self, path: Path, token: str | None = None, url: str | None = None
+        self,
+        path: Path,
+        token: str | None = None,
+        *,
+        auth: tuple[str, str] | None = None,
+        url: str | None = None,
+        **fields: str,
     ) -> requests.Response:
-        """POST `path` as twine would, with the admin's token unless told otherwise."""
-        form = upload_form(path)
+        """POST `path` as twine would; the admin's token unless `token` or `auth` is given."""
+        form = upload_form(path, **fields)
         handle, filename = form.pop("content")
-        return requests.post(
-            url or f"{self.url}/",
-            data=form,
-            files={"content": (filename, handle, "application/octet-stream")},
-            auth=("__token__", token or self.admin_token),
-            timeout=60,
-        )
+        with handle:
+            return requests.post(
+                url or f"{self.url}/",
+                data=form,
+                files={"content": (filename, handle, "application/octet-stream")},
+                auth=auth or ("__token__", token or self.admin_token),
+                timeout=60,
+            )
 
     def log_tail(self) -> str:
         return self.log.read_text()[-4000:]

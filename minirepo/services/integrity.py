@@ -41,10 +41,23 @@ def _rows() -> dict[str, tuple[int, str]]:
 
 
 def _blob_keys(store: LocalBlobStore) -> Iterator[str]:
+    """Keys of what lies at `files/<a>/<b>/<leaf>`; never descends through a symlink."""
     if not store.root.is_dir():
         return
-    for path in store.root.glob("*/*/*"):
-        yield path.relative_to(store.root).as_posix()
+    for first in _plain_dirs(store.root):
+        for second in _plain_dirs(Path(first.path)):
+            for leaf in os.scandir(second.path):
+                yield f"{first.name}/{second.name}/{leaf.name}"
+
+
+def _plain_dirs(folder: Path) -> list[os.DirEntry[str]]:
+    entries = []
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            entries.append(entry)
+        else:
+            log.warning("unexpected entry in the blob store: %s (left alone)", entry.path)
+    return entries
 
 
 def quarantine_orphans(store: LocalBlobStore, quarantine: Path) -> list[str]:
@@ -56,7 +69,14 @@ def quarantine_orphans(store: LocalBlobStore, quarantine: Path) -> list[str]:
             continue
         source = store.local_path(key)
         target = quarantine / f"{int(time.time())}-{key.replace('/', '-')}"
-        os.replace(source, target)
+        try:
+            if len(target.name.encode()) > 255:  # NAME_MAX: keep the filename whole
+                target = target.parent / target.name[: -len(source.name) - 1] / source.name
+                target.parent.mkdir(mode=0o700, exist_ok=True)
+            os.replace(source, target)
+        except OSError as exc:
+            log.error("could not quarantine %s: %s", key, exc)
+            continue
         store.delete(key)
         log.warning("quarantined %s: no row names it (an upload interrupted by a crash?)", key)
         moved.append(key)
