@@ -144,6 +144,7 @@ class Authenticator:
         self._last_used: dict[int, float] = {}
         self._dummy: str | None = None
         self._principals: dict[bytes, _Proven] = {}
+        self._stripes = [threading.Lock() for _ in range(64)]
 
     def _dummy_hash(self) -> str:
         """What an unknown user's password is checked against; made on first need, since
@@ -256,6 +257,18 @@ class Authenticator:
             raise Unauthorized("Invalid username or password")
         account = models.User.get_or_none(models.User.name == user)
         cache_key = hmac.new(self.secret, f"{user}\0{password}".encode(), hashlib.sha256).digest()
+        # pip and uv open several connections at once with the same credentials: let one
+        # of them run the KDF while the others wait for its cached result.
+        with self._stripes[cache_key[0] % len(self._stripes)]:
+            return self._verify_password(account, password, cache_key, keys)
+
+    def _verify_password(
+        self,
+        account: models.User | None,
+        password: str,
+        cache_key: bytes,
+        keys: tuple[str, str],
+    ) -> Principal:
         cached = self._verified.get(cache_key)
         from_cache = (
             account is not None
