@@ -62,7 +62,9 @@ def make_big_wheel(folder: Path, size_mb: int) -> Path:
     return path
 
 
-def build(root: Path, projects: int, versions: int, big_mb: int = 100) -> Corpus:
+def build(
+    root: Path, projects: int, versions: int, big_mb: int = 100, sdists: bool = True
+) -> Corpus:
     """Write the corpus below `root` (reused when already there with the same shape)."""
     files_dir = root / "files"
     files_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,10 @@ def build(root: Path, projects: int, versions: int, big_mb: int = 100) -> Corpus
     for name in names:
         for minor in range(versions):
             dist = Dist(name, f"1.{minor}", requires_python=">=3.8")
-            for maker, filename in ((make_wheel, dist.wheel_name), (make_sdist, dist.sdist_name)):
+            makers = [(make_wheel, dist.wheel_name)]
+            if sdists:
+                makers.append((make_sdist, dist.sdist_name))
+            for maker, filename in makers:
                 path = files_dir / filename
                 files.append(path if path.exists() else maker(files_dir, dist))
     chain_dir = root / "chain"

@@ -261,8 +261,13 @@ def run_size(
 ) -> None:
     label = f"P={projects}"
     print(f"== corpus {label} x {versions} versions", flush=True)
+    # The large corpus is wheels only: loading 10 000 files into devpi alone takes minutes.
     corpus = corpus_mod.build(
-        args.cache / f"corpus-{projects}-{versions}", projects, versions, args.big_mb if full else 0
+        args.cache / f"corpus-{projects}-{versions}-{'full' if full else 'wheels'}",
+        projects,
+        versions,
+        args.big_mb if full else 0,
+        sdists=full,
     )
     folder = work / label
     pypi_dir = folder / "pypiserver-packages"
