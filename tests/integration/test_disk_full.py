@@ -50,3 +50,16 @@ def test_full_disk_mid_upload(tmp_path: Path) -> None:
         assert requests.get(f"{srv.url}/-/health", timeout=30).status_code == 200
         small = incompressible_wheel(tmp_path, "fits", 1024)
         assert srv.upload(small).status_code == 200
+
+
+def test_full_disk_while_waitress_spools_the_body(tmp_path: Path) -> None:
+    """Bodies over 512 KiB are spooled by waitress first: its failure is a 507 too."""
+    with running_server(tmp_path / "srv", preexec_fn=limit_file_size) as srv:
+        big = incompressible_wheel(tmp_path, "spooled", 400 * 1024)
+        assert big.stat().st_size > 512 * 1024
+        response = srv.upload(big)
+        assert response.status_code == 507
+        assert "storage is full" in response.reason
+        assert list((srv.data / "tmp").iterdir()) == []
+        assert not list((srv.data / "files").rglob("*.whl"))
+        assert requests.get(f"{srv.url}/-/health", timeout=30).status_code == 200
