@@ -65,6 +65,8 @@ def wrk(
         f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--latency",
+        "--timeout",
+        "30s",  # a slow peer's long answers count as slow, not as failed
         "-s",
         script.name,
         base,
@@ -73,7 +75,7 @@ def wrk(
         cmd = ["taskset", "-c", LOAD_CPU, *cmd]
     try:
         output = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=seconds + 30, check=True
+            cmd, capture_output=True, text=True, timeout=seconds + 60, check=True
         ).stdout
     finally:
         Path(script.name).unlink()
