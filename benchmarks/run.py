@@ -97,6 +97,17 @@ def serves_json(handle: Handle, project: str, headers: dict[str, str]) -> bool:
     return response.ok and "json" in response.headers.get("Content-Type", "")
 
 
+def warm_up(handles: list[Handle], sample: list[str]) -> None:
+    """Ask every measured URL once: first answers build caches (pypiserver hashes files)."""
+    import requests
+
+    for handle in handles:
+        with requests.Session() as session:
+            for path in [handle.simple_prefix, *(handle.project_path(p) for p in sample)]:
+                for accept in (HTML_ACCEPT, JSON_ACCEPT):
+                    session.get(handle.base + path, headers={"Accept": accept}, timeout=600)
+
+
 def measure_pages(
     results: Results,
     handles: list[Handle],
@@ -105,6 +116,7 @@ def measure_pages(
     args: argparse.Namespace,
 ) -> None:
     sample = projects[:: max(1, len(projects) // 50)][:50]
+    warm_up(handles, sample)
     for fmt, accept in (("HTML", HTML_ACCEPT), ("JSON", JSON_ACCEPT)):
         for conns in (1, 16):
             for what in ("project page", "root index"):
@@ -124,8 +136,9 @@ def measure_pages(
                     result = median_wrk(
                         handle.base, paths, {"Accept": accept}, conns, args.seconds, args.repeats
                     )
-                    values[handle.name] = result.rps if result.errors == 0 else None
-                    p99[handle.name] = result.p99_ms
+                    ok = result.errors == 0 and result.rps > 0
+                    values[handle.name] = result.rps if ok else None
+                    p99[handle.name] = result.p99_ms if ok else None
                 results.add(f"{what} {fmt} {label} c={conns}", "req/s", values, True)
                 results.add(f"{what} {fmt} {label} c={conns} p99", "ms", p99, False)
 
