@@ -31,6 +31,7 @@ from packaging.version import InvalidVersion, Version
 from minirepo.errors import InvalidUpload
 
 NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
+FILENAME_RE = re.compile(r"[A-Za-z0-9._+!-]+")
 MAX_NAME_LENGTH = 200
 MAX_FILENAME_BYTES = 255
 MAX_VERSION_LENGTH = 100
@@ -125,8 +126,11 @@ def parse_filename(filename: str) -> DistFilename:
     validate_project_name(str(name))
     if len(str(version)) > MAX_VERSION_LENGTH:
         raise InvalidUpload(f"Invalid filename {filename!r}: the version is too long")
-    if not filename.isascii():
-        raise InvalidUpload(f"Invalid filename {filename!r}: only ASCII characters are accepted")
+    # packaging checks neither the characters of tags nor whitespace around a version.
+    if not FILENAME_RE.fullmatch(filename):
+        raise InvalidUpload(
+            f"Invalid filename {filename!r}: use only ASCII letters, digits and . _ + ! -"
+        )
     return DistFilename(filename, str(name), version, packagetype, python_version)
 
 

@@ -12,7 +12,7 @@ from types import FrameType
 import click
 import waitress
 
-from minirepo import spooling
+from minirepo import waitress_fixes
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services.maintenance import ADMIN_NAME, create_first_admin, open_data
@@ -88,7 +88,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    spooling.install()
+    waitress_fixes.install()
     folder = open_data(settings, first_start=True)
     app = create_app(settings, folder)
     server = waitress.create_server(

@@ -72,3 +72,16 @@ def test_negative_and_odd_content_length_are_400(server: Server) -> None:
         )
         answer = raw_request(server, head, close=True)
         assert answer.split(b"\r\n")[0].split(b" ")[1] == b"400", (value, answer[:200])
+
+
+def test_expect_continue_without_a_body_is_answered(server: Server) -> None:
+    """waitress 3.0.2 alone sends `100 Continue` and then nothing until channel_timeout."""
+    parts = urlsplit(server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"GET /simple/ HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n\r\n")
+        answer = b""
+        while b"HTTP/1.1 200" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200")
