@@ -129,14 +129,18 @@ def bulk_upload(url: str, headers: dict[str, str], files: list[Path], workers: i
     def one(path: Path) -> None:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
-        with path.open("rb") as handle:
-            response = session.post(
-                url,
-                data=upload_form(path),
-                files={"content": (path.name, handle, "application/octet-stream")},
-                headers=headers,
-                timeout=120,
-            )
+        for _ in range(5):  # like twine: retry a 5xx (a busy database answers 503)
+            with path.open("rb") as handle:
+                response = session.post(
+                    url,
+                    data=upload_form(path),
+                    files={"content": (path.name, handle, "application/octet-stream")},
+                    headers=headers,
+                    timeout=120,
+                )
+            if response.status_code < 500:
+                break
+            print(f"    ! {response.status_code} {response.reason} for {path.name}: retrying")
         if response.status_code not in (200, 201, 409):
             raise RuntimeError(
                 f"upload of {path.name} to {url}: {response.status_code} {response.reason}"

@@ -61,10 +61,6 @@ def _pinned(cmd: list[str]) -> list[str]:
     return ["taskset", "-c", SERVER_CPU, *cmd] if shutil.which("taskset") else cmd
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> float:
-    return wait_answering(url, proc, log, timeout, pause=0.01)
-
-
 @dataclasses.dataclass
 class Handle:
     name: str
@@ -91,13 +87,21 @@ class Handle:
                 self.proc.wait(timeout=15)
 
 
-def _spawn(
-    cmd: list[str], folder: Path, env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], Path]:
+def _launch(
+    cmd: list[str], folder: Path, probe: str, timeout: float, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], float]:
+    """Start a pinned server logging to `<folder>/server.log`; wait until `probe` answers.
+
+    Returns the process and the seconds from start to its first answer.
+    """
     log = folder / "server.log"
+    start = time.perf_counter()
     with log.open("ab") as handle:
-        proc = subprocess.Popen(_pinned(cmd), stdout=handle, stderr=subprocess.STDOUT, env=env)
-    return proc, log
+        proc = subprocess.Popen(
+            _pinned(cmd), stdout=handle, stderr=subprocess.STDOUT, env=env or base_env()
+        )
+    wait_answering(probe, proc, log, timeout, pause=0.01)
+    return proc, time.perf_counter() - start
 
 
 def start_minirepo(folder: Path, threads: int) -> Handle:
@@ -110,14 +114,11 @@ def start_minirepo(folder: Path, threads: int) -> Handle:
             "MINIREPO_LOG_LEVEL": "warning",
         }
     )
-    start = time.perf_counter()
-    proc, log = _spawn(
-        [sys.executable, "-m", "minirepo", "serve", "--port", str(port)], folder, env
-    )
     base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/simple/", proc, 60, log)
-    started = time.perf_counter() - start
-    token = re.search(r"\bmr-[A-Za-z0-9_-]{20,}", log.read_text()).group(0)  # type: ignore[union-attr]
+    cmd = [sys.executable, "-m", "minirepo", "serve", "--port", str(port)]
+    proc, started = _launch(cmd, folder, f"{base}/simple/", 60, env)
+    log = (folder / "server.log").read_text()
+    token = re.search(r"\bmr-[A-Za-z0-9_-]{20,}", log).group(0)  # type: ignore[union-attr]
     subprocess.run(
         [sys.executable, "-m", "minirepo", "user", "add", USER, "--password-stdin"],
         input=PASSWORD + "\n",
@@ -174,12 +175,9 @@ def start_pypiserver(folder: Path, venv: Path, packages: Path, authenticated_rea
         "none",
         str(packages),
     ]
-    start = time.perf_counter()
-    proc, log = _spawn(cmd, folder, base_env())
     base = f"http://127.0.0.1:{port}"
     header = basic_header(USER, PASSWORD)
-    wait_for(f"{base}/health", proc, 60, log)
-    started = time.perf_counter() - start
+    proc, started = _launch(cmd, folder, f"{base}/health", 60)
     return Handle(
         "pypiserver",
         base,
@@ -220,11 +218,8 @@ def start_devpi(folder: Path, venv: Path) -> Handle:
         "--port",
         str(port),
     ]
-    start = time.perf_counter()
-    proc, log = _spawn(cmd, folder, base_env())
     base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/+api", proc, 120, log)
-    started = time.perf_counter() - start
+    proc, started = _launch(cmd, folder, f"{base}/+api", 120)
     if first:
         _devpi_setup(base)
     proxy = _devpi_login(base, USER)
@@ -337,11 +332,10 @@ http {{
     }}
 }}
 """)
-    start = time.perf_counter()
-    proc, log = _spawn(["nginx", "-c", str(conf), "-p", str(folder)], folder, base_env())
     base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/simple/", proc, 30, log)
-    started = time.perf_counter() - start
+    proc, started = _launch(
+        ["nginx", "-c", str(conf), "-p", str(folder)], folder, f"{base}/simple/", 30
+    )
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
     pids = [proc.pid, *(int(pid) for pid in children.stdout.split())]
     return Handle("nginx", base, "/simple/", "", proc, started, pids=pids)

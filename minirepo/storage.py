@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import logging
 import os
 import shutil
 import stat
@@ -16,7 +18,9 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from minirepo.errors import StorageError
+from minirepo.errors import DamagedFile, StorageError
+
+log = logging.getLogger(__name__)
 
 
 class BlobStore(Protocol):
@@ -26,12 +30,24 @@ class BlobStore(Protocol):
     def open(self, key: str) -> BinaryIO:
         """The caller closes the handle."""
 
+    def open_checked(self, key: str, size: int) -> BinaryIO:
+        """`open`, refusing (DamagedFile) a blob whose size or sha256 is not its key's."""
+
     def local_path(self, key: str) -> Path:
         """A path the server may hand to sendfile."""
 
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None: ...
+
+
+def _matches(handle: BinaryIO, key: str) -> bool:
+    """Whether the file's sha256 is the one its key names; leaves the handle at 0."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(1024 * 1024), b""):
+        digest.update(block)
+    handle.seek(0)
+    return digest.hexdigest() == key.split("/")[1]
 
 
 def blob_key(sha256: str, filename: str) -> str:
@@ -59,6 +75,8 @@ class LocalBlobStore:
     def __init__(self, root: Path, tmp: Path) -> None:
         self.root = root
         self.tmp = tmp
+        # key -> (inode, size, mtime) of a blob whose sha256 was checked in this process.
+        self._verified: dict[str, tuple[int, int, int]] = {}
 
     def ensure_dirs(self) -> None:
         for path in (self.root, self.tmp):
@@ -92,6 +110,8 @@ class LocalBlobStore:
             fsync_dir(target.parent)
             for directory in created_dirs:
                 fsync_dir(directory.parent)
+            # The caller hashed `source` into `key` as it wrote it: no need to re-read it.
+            self._remember(key, target.stat())
         except OSError as exc:
             self._remove_empty_parents(target)
             raise storage_error(exc, target.name) from exc
@@ -126,6 +146,35 @@ class LocalBlobStore:
         except BaseException:
             os.close(fd)
             raise
+
+    def open_checked(self, key: str, size: int) -> BinaryIO:
+        """The size is checked on every call; the sha256 (the key's middle part) once per
+        process for each version of the file on disk, so only a first download after a
+        restart pays for a re-hash, and truncation or bit rot is never served."""
+        filename = key.rsplit("/", 1)[-1]
+        try:
+            handle = self.open(key)
+        except OSError as exc:
+            log.error("stored file %s is missing: %s", key, exc)
+            raise DamagedFile(f"Stored file {filename} is missing on the server") from exc
+        try:
+            info = os.fstat(handle.fileno())
+            identity = (info.st_ino, info.st_size, info.st_mtime_ns)
+            if info.st_size != size or (
+                self._verified.get(key) != identity and not _matches(handle, key)
+            ):
+                log.error("stored file %s does not match its size or sha256", key)
+                raise DamagedFile(f"Stored file {filename} is damaged on the server")
+        except BaseException:
+            handle.close()
+            raise
+        self._remember(key, info)
+        return handle
+
+    def _remember(self, key: str, info: os.stat_result) -> None:
+        if len(self._verified) > 100_000:
+            self._verified.clear()
+        self._verified[key] = (info.st_ino, info.st_size, info.st_mtime_ns)
 
     def exists(self, key: str) -> bool:
         return self.local_path(key).is_file()

@@ -15,7 +15,6 @@ import hashlib
 import html
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -27,7 +26,7 @@ from packaging.version import InvalidVersion, Version
 
 from minirepo import models
 from minirepo.config import Settings
-from minirepo.errors import DamagedFile, NotFound
+from minirepo.errors import NotFound
 from minirepo.permissions import RepoInfo
 from minirepo.storage import BlobStore
 
@@ -101,7 +100,6 @@ class Index:
         self.store = store
         self._repos: dict[str, tuple[float, RepoInfo]] = {}
         self._pages: dict[tuple[int, str, str], tuple[int, Page]] = {}
-        self._verified: dict[str, tuple[int, int, int]] = {}
         self._lock = threading.Lock()
 
     def repo(self, name: str | None) -> RepoInfo:
@@ -250,44 +248,11 @@ class Index:
     def open_file(
         self, repo: RepoInfo, normalized: str, filename: str
     ) -> tuple[BinaryIO, StoredFile]:
-        """The stored file, checked against its row; the caller closes the handle.
-
-        pip and uv treat a wrong hash as a hard failure, so a damaged file is refused with a
-        5xx instead: the size is checked on every request, the sha256 once per process for
-        each version of the file on disk (inode, size, mtime), so only a first download
-        pays for a re-hash.
-        """
+        """The stored file, checked against its row (see `open_checked`); the caller closes
+        the handle. pip and uv treat a wrong hash as a hard failure, so a damaged file is
+        refused with a 5xx instead of served."""
         stored = self.stored_file(repo, normalized, filename)
-        try:
-            handle = self.store.open(stored.storage_key)
-        except OSError as exc:
-            log.error("stored file %s is missing: %s", stored.storage_key, exc)
-            raise DamagedFile(f"Stored file {filename} is missing on the server") from exc
-        try:
-            self._check_blob(handle, stored)
-        except BaseException:
-            handle.close()
-            raise
-        return handle, stored
-
-    def _check_blob(self, handle: BinaryIO, stored: StoredFile) -> None:
-        info = os.fstat(handle.fileno())
-        if info.st_size != stored.size:
-            log.error("stored file %s has the wrong size", stored.storage_key)
-            raise DamagedFile(f"Stored file {stored.filename} is damaged on the server")
-        identity = (info.st_ino, info.st_size, info.st_mtime_ns)
-        if self._verified.get(stored.storage_key) == identity:
-            return
-        digest = hashlib.sha256()
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-        handle.seek(0)
-        if digest.hexdigest() != stored.sha256:
-            log.error("stored file %s does not match its sha256", stored.storage_key)
-            raise DamagedFile(f"Stored file {stored.filename} is damaged on the server")
-        if len(self._verified) > 100_000:
-            self._verified.clear()
-        self._verified[stored.storage_key] = identity
+        return self.store.open_checked(stored.storage_key, stored.size), stored
 
     def core_metadata(self, repo: RepoInfo, normalized: str, filename: str) -> bytes:
         stored = self.stored_file(repo, normalized, filename)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -18,7 +17,6 @@ from werkzeug.test import TestResponse
 from minirepo import models
 from minirepo.config import Settings
 from tests.distfactory import Dist, make_wheel
-from tests.serverproc import FAST_HASH
 from tests.unit.test_simple_pages import (
     PUBLIC_DISTS,
     SDIST_09,
@@ -28,6 +26,7 @@ from tests.unit.test_simple_pages import (
     Template,
     Uploaded,
     build_template,
+    copied_settings,
     upload_ok,
 )
 
@@ -42,8 +41,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
 
 @pytest.fixture
 def settings(tmp_path: Path, template: Template) -> Settings:
-    shutil.copytree(template.data, tmp_path / "data")
-    return Settings(data=tmp_path / "data", password_hash=FAST_HASH, page_cache_seconds=0)
+    return copied_settings(tmp_path, template)
 
 
 @pytest.fixture

@@ -121,11 +121,15 @@ def public_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     return build_template(tmp_path_factory.mktemp("public"), "anonymous", PUBLIC_DISTS)
 
 
+def copied_settings(tmp_path: Path, template: Template) -> Settings:
+    """A copy of the filled folder; no repository cache, so direct DB writes show at once."""
+    shutil.copytree(template.data, tmp_path / "data")
+    return Settings(data=tmp_path / "data", password_hash=FAST_HASH, page_cache_seconds=0)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, public_template: Template) -> Settings:
-    """A copy of the filled folder; no repository cache, so direct DB writes show at once."""
-    shutil.copytree(public_template.data, tmp_path / "data")
-    return Settings(data=tmp_path / "data", password_hash=FAST_HASH, page_cache_seconds=0)
+    return copied_settings(tmp_path, public_template)
 
 
 @pytest.fixture
