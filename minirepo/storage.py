@@ -36,8 +36,6 @@ class BlobStore(Protocol):
     def local_path(self, key: str) -> Path:
         """A path the server may hand to sendfile."""
 
-    def exists(self, key: str) -> bool: ...
-
     def delete(self, key: str) -> None: ...
 
 
@@ -175,9 +173,6 @@ class LocalBlobStore:
         if len(self._verified) > 100_000:
             self._verified.clear()
         self._verified[key] = (info.st_ino, info.st_size, info.st_mtime_ns)
-
-    def exists(self, key: str) -> bool:
-        return self.local_path(key).is_file()
 
     def delete(self, key: str) -> None:
         target = self.local_path(key)

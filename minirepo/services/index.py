@@ -167,16 +167,6 @@ class Index:
         body = _root_json(projects) if kind == JSON_V1 else _root_html(projects)
         return self._store(repo, "", kind, make_page(body))
 
-    def project_name(self, repo: RepoInfo, normalized: str) -> str | None:
-        row = (
-            models.Project.select(models.Project.name)
-            .where(
-                (models.Project.repository == repo.id) & (models.Project.normalized == normalized)
-            )
-            .first()
-        )
-        return None if row is None else str(row.name)
-
     def project_page(self, repo: RepoInfo, normalized: str, kind: str) -> Page | None:
         """None when the project does not exist in this repository."""
         page = self.cached_page(repo, normalized, kind)
