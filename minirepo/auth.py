@@ -1,7 +1,7 @@
 """`Authorization: Basic` → `Principal`, with the checks that keep it cheap and safe.
 
 pip, uv and twine send credentials on every request, so a successful password check is
-cached briefly (keyed by an HMAC, never the password), tokens cost one indexed lookup,
+cached briefly (keyed by a MAC, never the password), tokens cost one indexed lookup,
 an unknown user costs the same KDF run as a wrong password, and repeated failures get 429.
 """
 
@@ -12,7 +12,6 @@ import collections
 import dataclasses
 import datetime
 import hashlib
-import hmac
 import logging
 import threading
 import time
@@ -87,6 +86,9 @@ class FailureLimiter:
         self._lock = threading.Lock()
 
     def check(self, *keys: str) -> None:
+        keys = tuple(key for key in keys if key in self._failures)
+        if not keys:
+            return  # the common case, on every authenticated request: no lock needed
         now = time.monotonic()
         with self._lock:
             for key in keys:
@@ -137,9 +139,10 @@ class _Proven:
 class Authenticator:
     def __init__(self, settings: Settings, secret: bytes) -> None:
         self.settings = settings
-        self.secret = secret
+        # Keyed BLAKE2b is a MAC at a third of HMAC-SHA256's cost, on every request.
+        self._mac_key = hashlib.sha256(b"minirepo credentials cache\0" + secret).digest()
         self.limiter = FailureLimiter(settings.login_failure_limit, settings.login_failure_window)
-        # HMAC(user, password) -> (expiry, the password hash that matched).
+        # MAC(user, password) -> (expiry, the password hash that matched).
         self._verified: dict[bytes, tuple[float, str]] = {}
         self._last_used: dict[int, float] = {}
         self._dummy: str | None = None
@@ -181,7 +184,7 @@ class Authenticator:
         password change bumps, so those count at once, in every process. A password login
         under lockout is refused even when cached (429).
         """
-        entry = self._principals.get(self._cache_key(header))
+        entry = self._principals.get(self._mac(header))
         if entry is None or entry.cache_expiry <= time.monotonic():
             return None
         if entry.token_expires is not None and entry.token_expires <= models.utcnow():
@@ -192,14 +195,16 @@ class Authenticator:
             return None
         return entry.principal
 
-    def _cache_key(self, header: str) -> bytes:
-        return hmac.new(self.secret, header.encode("utf-8", "replace"), hashlib.sha256).digest()
+    def _mac(self, text: str) -> bytes:
+        return hashlib.blake2b(
+            text.encode("utf-8", "replace"), key=self._mac_key, digest_size=32
+        ).digest()
 
     def _remember(self, header: str, proven: _Proven) -> None:
         if len(self._principals) >= MAX_CACHED_LOGINS:
             self._principals.clear()
         expiry = time.monotonic() + self.settings.auth_cache_seconds
-        self._principals[self._cache_key(header)] = dataclasses.replace(proven, cache_expiry=expiry)
+        self._principals[self._mac(header)] = dataclasses.replace(proven, cache_expiry=expiry)
 
     def _check_token(self, user: str, secret: str) -> tuple[Principal, datetime.datetime | None]:
         token = (
@@ -256,7 +261,7 @@ class Authenticator:
             self.limiter.record(*keys)
             raise Unauthorized("Invalid username or password")
         account = models.User.get_or_none(models.User.name == user)
-        cache_key = hmac.new(self.secret, f"{user}\0{password}".encode(), hashlib.sha256).digest()
+        cache_key = self._mac(f"{user}\0{password}")
         # pip and uv open several connections at once with the same credentials: let one
         # of them run the KDF while the others wait for its cached result.
         with self._stripes[cache_key[0] % len(self._stripes)]:

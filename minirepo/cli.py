@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 import peewee
 
-from minirepo import __version__, config, db
+from minirepo import __version__, config, db, models
 from minirepo.config import Settings
 from minirepo.errors import MinirepoError
 from minirepo.services import accounts, integrity, maintenance
@@ -178,6 +178,7 @@ def user_passwd(settings: Settings, name: str, password_stdin: bool) -> None:
     accounts.get_user(name)
     password = _read_password(password_stdin)
     accounts.set_password(name, password, method=settings.password_hash)
+    models.wait_counter_in_force()
     click.echo(f"Password of {name} changed.")
 
 
@@ -193,6 +194,7 @@ def user_disable(settings: Settings, name: str, enable: bool) -> None:
     """
     _open(settings)
     accounts.set_disabled(name, not enable)
+    models.wait_counter_in_force()
     click.echo(f"User {name} {'enabled' if enable else 'disabled'}.")
 
 
@@ -279,4 +281,5 @@ def token_revoke(settings: Settings, prefix: str) -> None:
     """
     _open(settings)
     count = accounts.revoke_token(prefix)
+    models.wait_counter_in_force()
     click.echo(f"Revoked {count} token(s).")

@@ -6,10 +6,11 @@ Never imports Flask, so the CLI and the server share it.
 from __future__ import annotations
 
 import datetime
+import time
 
 import peewee
 
-from minirepo.db import database
+from minirepo.db import COUNTER_MAX_AGE, counters, database
 
 
 def utcnow() -> datetime.datetime:
@@ -150,16 +151,26 @@ MODELS = (
 
 
 def bump_counter(name: str) -> None:
-    """Call inside the write transaction that makes the change the counter announces."""
+    """Call inside the write transaction that makes the change the counter announces,
+    and `forget_counters` once it has committed."""
     updated = Counter.update(value=Counter.value + 1).where(Counter.name == name).execute()
     if not updated:
         Counter.create(name=name, value=1)
 
 
+def forget_counters() -> None:
+    """Drop the values this process trusts, so a change it committed counts here at once."""
+    counters.forget()
+
+
+def wait_counter_in_force() -> None:
+    """Block until every other process has re-read the counters (see COUNTER_MAX_AGE)."""
+    time.sleep(COUNTER_MAX_AGE)
+
+
 def read_counter(name: str) -> int:
-    """One tiny indexed read; raw SQL because it runs on every authenticated request."""
-    row = database.execute_sql("SELECT value FROM counter WHERE name = ?", (name,)).fetchone()
-    return int(row[0]) if row else 0
+    """The counter's value, read from the database at most every COUNTER_MAX_AGE."""
+    return counters.read(name)
 
 
 def create_schema() -> None:

@@ -77,6 +77,7 @@ def set_password(name: str, password: str, *, method: str) -> None:
         user.save()
         models.bump_counter(models.AUTH_COUNTER)
         models.Event.create(actor="cli", action="user passwd", project=name)
+    models.forget_counters()
 
 
 def set_disabled(name: str, disabled: bool) -> None:
@@ -86,6 +87,7 @@ def set_disabled(name: str, disabled: bool) -> None:
         user.save()
         models.bump_counter(models.AUTH_COUNTER)
         models.Event.create(actor="cli", action="user disable", project=name)
+    models.forget_counters()
 
 
 def _repository_scope(repositories: tuple[str, ...]) -> str:
@@ -172,6 +174,7 @@ def revoke_token(prefix: str) -> int:
         if count:
             models.bump_counter(models.AUTH_COUNTER)
             models.Event.create(actor="cli", action="token revoke", project=prefix[:PREFIX_LENGTH])
+    models.forget_counters()
     if not count:
         raise UserError(f"No active token with prefix {prefix[:PREFIX_LENGTH]!r}")
     return int(count)
