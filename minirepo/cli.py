@@ -159,7 +159,11 @@ def user_list(settings: Settings) -> None:
     """
     _open(settings)
     for account in accounts.list_users():
-        roles = ("admin", account.is_admin), ("disabled", account.disabled)
+        roles = (
+            ("admin", account.is_admin),
+            ("disabled", account.disabled),
+            ("no-password", account.password_hash == accounts.NO_PASSWORD),
+        )
         flags = ",".join(word for word, on in roles if on) or "-"
         click.echo(f"{account.name}\t{flags}\t{account.created:%Y-%m-%d}")
 

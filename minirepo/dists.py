@@ -18,7 +18,6 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from packaging.metadata import InvalidMetadata, Metadata
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -157,6 +156,9 @@ def read_core_metadata(path: Path, dist: DistFilename, cap: int) -> CoreMetadata
 
 
 def parse_metadata(raw: bytes) -> CoreMetadata:
+    # Imported on the first upload: with its requirement parser it is a tenth of start-up.
+    from packaging.metadata import InvalidMetadata, Metadata
+
     try:
         parsed = Metadata.from_email(raw, validate=True)
     except (InvalidMetadata, ValueError) as exc:

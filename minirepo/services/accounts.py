@@ -18,6 +18,9 @@ from minirepo.errors import UserError
 from minirepo.permissions import PERMISSIONS
 
 MIN_PASSWORD_LENGTH = 8
+# No KDF output looks like this, so no password matches it (and checking one still costs
+# the dummy KDF run). The first admin starts so: a start-up pays no KDF run.
+NO_PASSWORD = "!"  # noqa: S105 - a marker, not a password
 MAX_USER_NAME_LENGTH = 100
 # A hundred years: past that `datetime` overflows, and nobody means it.
 MAX_EXPIRES_DAYS = 36_500
@@ -47,11 +50,15 @@ def get_user(name: str) -> models.User:
     return user
 
 
-def add_user(name: str, password: str, *, method: str, admin: bool = False) -> models.User:
+def add_user(name: str, password: str | None, *, method: str, admin: bool = False) -> models.User:
+    """Without a password (None) the account logs in with tokens only, until `user passwd`."""
     if not NAME_RE.match(name) or len(name) > MAX_USER_NAME_LENGTH or name.startswith("__"):
         raise UserError(f"Invalid user name {name!r}: use letters, digits, '.', '_', '-'")
-    _check_password(password)
-    password_hash = hash_password(password, method)  # the slow part, outside the lock
+    if password is None:
+        password_hash = NO_PASSWORD
+    else:
+        _check_password(password)
+        password_hash = hash_password(password, method)  # the slow part, outside the lock
     try:
         with write_transaction():
             same = models.User.select().where(peewee.fn.LOWER(models.User.name) == name.lower())

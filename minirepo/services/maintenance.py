@@ -104,10 +104,9 @@ def create_first_admin(settings: Settings) -> str | None:
     token nobody saw. One transaction: of two servers starting at once on one database,
     exactly one makes (and prints) them.
     """
-    password = secrets.token_urlsafe(24)
     with db.write_transaction():
         if models.User.select().exists():
             return None
-        accounts.add_user(ADMIN_NAME, password, method=settings.password_hash, admin=True)
+        accounts.add_user(ADMIN_NAME, None, method=settings.password_hash, admin=True)
         token = accounts.create_token(ADMIN_NAME, permission="admin", description="first start")
     return token.secret

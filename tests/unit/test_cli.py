@@ -19,7 +19,7 @@ from minirepo import __version__, auth, models
 from minirepo.app import create_app
 from minirepo.cli import main
 from minirepo.config import Settings
-from minirepo.services import maintenance
+from minirepo.services import accounts, maintenance
 from tests.conftest import basic, token_auth
 from tests.serverproc import FAST_HASH, TOKEN_RE, base_env
 
@@ -454,6 +454,21 @@ def test_no_admin_when_accounts_exist(cli: Cli) -> None:
     cli.add_user("alice")
     maintenance.open_data(cli.settings, first_start=True)
     assert maintenance.create_first_admin(cli.settings) is None
+
+
+def test_first_admin_has_no_password_until_passwd(cli: Cli) -> None:
+    """No KDF run at first start: the admin logs in with the printed token only."""
+    maintenance.open_data(cli.settings, first_start=True)
+    maintenance.create_first_admin(cli.settings)
+    admin = models.User.get(models.User.name == "admin")
+    assert admin.password_hash == accounts.NO_PASSWORD
+    assert not auth.verify_password(admin.password_hash, accounts.NO_PASSWORD)
+    assert cli.ok("user", "list").stdout.split("\t")[1] == "admin,no-password"
+    client = create_app(cli.settings).test_client()
+    assert client.get("/simple/", headers=basic("admin", "!")).status_code == 401
+    cli.ok("user", "passwd", "admin", "--password-stdin", stdin=f"{PASSWORD}\n")
+    assert client.get("/simple/", headers=basic("admin", PASSWORD)).status_code == 200
+    assert cli.ok("user", "list").stdout.split("\t")[1] == "admin"
 
 
 def test_cli_never_makes_the_admin(cli: Cli) -> None:
