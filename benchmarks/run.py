@@ -1,24 +1,28 @@
-"""Benchmark minirepo against pypiserver, devpi-server and nginx on the same corpus, in one run.
+"""Benchmark minirepo against pypiserver, devpi-server, nginx and two waitress ceilings, in one run.
 
     python -m benchmarks.run                 # P = 500; add --large-projects 5000 for the big root
     python -m benchmarks.run --quick         # a smoke run: small corpus, 1 s per measurement
 
-Prints one table of figures with minirepo's ratio to each peer and writes it as JSON.
-Every load is bounded (fixed wrk duration, fixed counts) and targets loopback only.
+Prints one table of figures with minirepo's ratio to each peer, then PERFORMANCE.md's targets
+met or missed, and writes both as JSON. Every load is bounded (fixed wrk duration, fixed
+counts) and targets loopback only. While one server is measured every other is frozen
+(SIGSTOP), and repeats go round all servers in turn, so noise hits them alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from uv import find_uv_bin
 
@@ -30,34 +34,107 @@ from tests.serverproc import client_env
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 HTML_ACCEPT = "text/html"
-HIGHER_IS_BETTER = True
+CEILINGS = ("flask-ceiling", "wsgi-ceiling")
+# These serve the static tree: HTML pages and files only, no uploads, no credentials.
+STATIC = ("nginx", *CEILINGS)
+PEERS = ("pypiserver", "devpi", *STATIC)
+SERVERS = ("minirepo", *PEERS)
+# An untimed wrk run before each measured one: the first run after a pause is often low.
+WARMUP_SECONDS = 1.0
+
+# PERFORMANCE.md's targets: a ratio ("x") or minirepo's own figure, and its limit.
+# Page req/s, x the minimal Flask app with precomputed pages (the target) and x a bare WSGI
+# callable with the same pages (the aim).
+PAGES_VS_CEILING = {"flask-ceiling": 0.9, "wsgi-ceiling": 0.75}
+AUTH_VS_ANONYMOUS = 0.9
+UPLOADS_VS_PYPISERVER = 1.2
+DOWNLOAD_VS_NGINX = 1.0
+DOWNLOAD_RSS_GROWTH_MB = 5.0
+UV_VS_DEVPI = 1.0  # cold uv install time, x devpi's
+START_SECONDS = 0.25
+IDLE_RSS_MB = 40.0
+LOADED_RSS_MB = 45.0
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One of PERFORMANCE.md's targets against this run's figure."""
+
+    target: str
+    value: float | None
+    unit: str
+    limit: float
+    at_least: bool
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+    def line(self, width: int) -> str:
+        sign = ">=" if self.at_least else "<="
+        verdict = {True: "met", False: "missed", None: "no figure"}[self.met]
+        figure = self._show(self.value) if self.value is not None else "-"
+        limit = f"{sign} {self._show(self.limit)}"
+        return f"{self.target:{width}} {figure:>9}  (target {limit})  {verdict}"
+
+    def _show(self, number: float) -> str:
+        return f"{number:.3f}x" if self.unit == "x" else f"{_fmt(number)} {self.unit}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "met": self.met}
 
 
 class Results:
+    """The table's rows and the targets' verdicts, in the order they were measured."""
+
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.verdicts: list[Verdict] = []
 
-    def add(self, metric: str, unit: str, values: dict[str, float | None], higher: bool) -> None:
+    def add(self, metric: str, unit: str, values: Mapping[str, float | None], higher: bool) -> None:
+        """A row; servers that took no part get None."""
+        every = {name: values.get(name) for name in SERVERS}
         self.rows.append(
-            {"metric": metric, "unit": unit, "values": values, "higher_is_better": higher}
+            {"metric": metric, "unit": unit, "values": every, "higher_is_better": higher}
         )
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in every.items() if v is not None)
         print(f"  {metric} [{unit}]: {shown}", flush=True)
 
+    def value(self, metric: str, server: str) -> float | None:
+        return next((r["values"][server] for r in self.rows if r["metric"] == metric), None)
+
+    def check(
+        self, target: str, value: float | None, unit: str, limit: float, at_least: bool = True
+    ) -> None:
+        self.verdicts.append(Verdict(target, value, unit, limit, at_least))
+
     def table(self) -> str:
-        peers = ["pypiserver", "devpi", "nginx"]
-        header = f"{'metric':58} {'unit':6} {'minirepo':>10} " + " ".join(f"{p:>10}" for p in peers)
-        header += "  " + " ".join(f"{'x ' + p:>13}" for p in peers)
+        metric_width = max(len(row["metric"]) for row in self.rows)
+        widths = {name: max(10, len(name)) for name in SERVERS}
+        header = f"{'metric':{metric_width}} {'unit':6} " + " ".join(
+            f"{name:>{widths[name]}}" for name in SERVERS
+        )
+        header += "  " + " ".join(f"{'x ' + peer:>{widths[peer] + 2}}" for peer in PEERS)
         lines = [header, "-" * len(header)]
         for row in self.rows:
-            values = row["values"]
-            mine = values.get("minirepo")
-            cells = " ".join(f"{_fmt(values.get(p)):>10}" for p in peers)
+            values, higher = row["values"], row["higher_is_better"]
+            mine = values["minirepo"]
+            cells = " ".join(f"{_fmt(values[name]):>{widths[name]}}" for name in SERVERS)
             ratios = " ".join(
-                f"{_ratio(mine, values.get(p), row['higher_is_better']):>13}" for p in peers
+                f"{_better(mine, values[peer], higher):>{widths[peer] + 2}}" for peer in PEERS
             )
-            lines.append(f"{row['metric']:58} {row['unit']:6} {_fmt(mine):>10} {cells}  {ratios}")
+            lines.append(f"{row['metric']:{metric_width}} {row['unit']:6} {cells}  {ratios}")
         return "\n".join(lines)
+
+    def targets(self) -> str:
+        width = max(len(verdict.target) for verdict in self.verdicts)
+        met = sum(verdict.met is True for verdict in self.verdicts)
+        lines = [f"targets (PERFORMANCE.md): {met} of {len(self.verdicts)} met"]
+        return "\n".join(lines + ["  " + verdict.line(width) for verdict in self.verdicts])
 
 
 def _fmt(value: float | None) -> str:
@@ -66,38 +143,83 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
-def _ratio(mine: float | None, other: float | None, higher: bool) -> str:
+def _better(mine: float | None, other: float | None, higher: bool) -> str:
     """How many times better minirepo is (>1 is better), whichever way the metric points."""
-    if not mine or not other:
-        return "-"
-    return f"{(mine / other) if higher else (other / mine):.2f}x"
+    times = quotient(mine, other) if higher else quotient(other, mine)
+    return "-" if times is None else f"{times:.2f}x"
 
 
-def median_wrk(
-    base: str, paths: list[str], headers: dict[str, str], conns: int, seconds: float, repeats: int
-) -> load.WrkResult:
-    runs = [load.wrk(base, paths, headers, conns, seconds) for _ in range(repeats)]
-    runs.sort(key=lambda run: run.rps)
-    result = runs[len(runs) // 2]
-    if result.errors:
-        print(
-            f"    ! {result.errors} failed requests to {base}{paths[0]}: figure dropped", flush=True
-        )
-    return result
+def quotient(top: float | None, bottom: float | None) -> float | None:
+    """top / bottom, or None when either figure is missing (or zero)."""
+    return top / bottom if top and bottom else None
 
 
-def serves_json(handle: Handle, project: str, headers: dict[str, str]) -> bool:
+def pids_of(handles: Iterable[Handle]) -> list[int]:
+    return [pid for handle in handles for pid in handle.pids]
+
+
+def interleaved(
+    names: Iterable[str],
+    handles: dict[str, Handle],
+    repeats: int,
+    measure: Callable[[Handle], T],
+) -> dict[str, list[T]]:
+    """Each named server's `repeats` measurements, each with every other server frozen.
+
+    Repeats go round the servers in turn (repeats outside, servers inside), so a drift of
+    the machine hits every server alike instead of whichever was measured at that time.
+    """
+    names = list(names)
+    runs: dict[str, list[T]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            others = (handle for other, handle in handles.items() if other != name)
+            with load.frozen(pids_of(others)):
+                runs[name].append(measure(handles[name]))
+    return runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Ask:
+    """What one server is asked in a wrk figure: its own paths and headers."""
+
+    paths: list[str]
+    headers: dict[str, str]
+
+
+def wrk_figures(
+    asks: dict[str, Ask], handles: dict[str, Handle], conns: int, args: argparse.Namespace
+) -> dict[str, load.WrkResult | None]:
+    """Each asked server's median wrk run; None if it had failed requests or no answers."""
+
+    def run(handle: Handle) -> load.WrkResult:
+        ask = asks[handle.name]
+        load.wrk(handle.base, ask.paths, ask.headers, conns, WARMUP_SECONDS)
+        return load.wrk(handle.base, ask.paths, ask.headers, conns, args.seconds)
+
+    figures: dict[str, load.WrkResult | None] = {}
+    for name, runs in interleaved(asks, handles, args.repeats, run).items():
+        median = sorted(runs, key=lambda result: result.rps)[len(runs) // 2]
+        figures[name] = median if median.errors == 0 and median.rps > 0 else None
+        if figures[name] is None:
+            print(
+                f"    ! {name}: {median.errors} failed requests, {median.rps} req/s to "
+                f"{asks[name].paths[0]}: figure dropped",
+                flush=True,
+            )
+    return figures
+
+
+def serves_json(handle: Handle, project: str) -> bool:
     import requests
 
     response = requests.get(
-        handle.base + handle.project_path(project),
-        headers={"Accept": JSON_ACCEPT, **headers},
-        timeout=30,
+        handle.base + handle.project_path(project), headers={"Accept": JSON_ACCEPT}, timeout=30
     )
     return response.ok and "json" in response.headers.get("Content-Type", "")
 
 
-def warm_up(handles: list[Handle], sample: list[str]) -> None:
+def warm_up(handles: Iterable[Handle], sample: list[str]) -> None:
     """Ask every measured URL once: first answers build caches (pypiserver hashes files)."""
     import requests
 
@@ -108,64 +230,116 @@ def warm_up(handles: list[Handle], sample: list[str]) -> None:
                     session.get(handle.base + path, headers={"Accept": accept}, timeout=600)
 
 
+def page_sample(projects: list[str]) -> list[str]:
+    return projects[:: max(1, len(projects) // 50)][:50]
+
+
+def page_metric(what: str, fmt: str, label: str, conns: int) -> str:
+    return f"{what} {fmt} {label} c={conns}"
+
+
 def measure_pages(
     results: Results,
-    handles: list[Handle],
+    handles: dict[str, Handle],
     projects: list[str],
     label: str,
     args: argparse.Namespace,
 ) -> None:
-    sample = projects[:: max(1, len(projects) // 50)][:50]
-    warm_up(handles, sample)
+    sample = page_sample(projects)
+    warm_up(handles.values(), sample)
+    json_servers = [
+        name for name, h in handles.items() if name not in STATIC and serves_json(h, sample[0])
+    ]
+    html_rows: dict[tuple[str, int], dict[str, float | None]] = {}
     for fmt, accept in (("HTML", HTML_ACCEPT), ("JSON", JSON_ACCEPT)):
         for conns in (1, 16):
             for what in ("project page", "root index"):
-                values: dict[str, float | None] = {}
-                p99: dict[str, float | None] = {}
-                for handle in handles:
-                    if fmt == "JSON" and (
-                        handle.name == "nginx" or not serves_json(handle, sample[0], {})
-                    ):
-                        values[handle.name] = p99[handle.name] = None
-                        continue
-                    paths = (
-                        [handle.project_path(p) for p in sample]
+                asks = {
+                    name: Ask(
+                        [handles[name].project_path(p) for p in sample]
                         if what == "project page"
-                        else [handle.simple_prefix]
+                        else [handles[name].simple_prefix],
+                        {"Accept": accept},
                     )
-                    result = median_wrk(
-                        handle.base, paths, {"Accept": accept}, conns, args.seconds, args.repeats
+                    for name in (handles if fmt == "HTML" else json_servers)
+                }
+                figures = wrk_figures(asks, handles, conns, args)
+                metric = page_metric(what, fmt, label, conns)
+                values = {name: f.rps if f else None for name, f in figures.items()}
+                results.add(metric, "req/s", values, True)
+                results.add(
+                    f"{metric} p99",
+                    "ms",
+                    {name: f.p99_ms if f else None for name, f in figures.items()},
+                    False,
+                )
+                # The ceilings serve HTML only: JSON pages are held to their HTML figure.
+                if fmt == "HTML":
+                    html_rows[(what, conns)] = values
+                ceilings = html_rows[(what, conns)]
+                suffix = " (its HTML)" if fmt == "JSON" else ""
+                for ceiling, limit in PAGES_VS_CEILING.items():
+                    results.check(
+                        f"{metric} vs {ceiling}{suffix}",
+                        quotient(values.get("minirepo"), ceilings.get(ceiling)),
+                        "x",
+                        limit,
                     )
-                    ok = result.errors == 0 and result.rps > 0
-                    values[handle.name] = result.rps if ok else None
-                    p99[handle.name] = result.p99_ms if ok else None
-                results.add(f"{what} {fmt} {label} c={conns}", "req/s", values, True)
-                results.add(f"{what} {fmt} {label} c={conns} p99", "ms", p99, False)
 
 
 def measure_auth(
-    results: Results, handles: dict[str, Handle], projects: list[str], args: argparse.Namespace
+    results: Results,
+    handles: dict[str, Handle],
+    projects: list[str],
+    label: str,
+    args: argparse.Namespace,
 ) -> None:
-    sample = projects[:: max(1, len(projects) // 50)][:50]
-    for kind in ("password", "token"):
-        values: dict[str, float | None] = {}
-        for name, handle in handles.items():
-            header = handle.password_header if kind == "password" else handle.token_header
-            if not header:
-                values[name] = None
+    """Pages with credentials on every request, and minirepo's ratio to anonymous.
+
+    The anonymous figure the ratio needs is measured here again, in turn with the
+    authenticated ones (each repeat runs all three kinds), so drift cannot tilt the ratio.
+    """
+    sample = page_sample(projects)
+    kinds: dict[str, Callable[[Handle], str]] = {
+        "anonymous": lambda handle: "",
+        "password": lambda handle: handle.password_header,
+        "token": lambda handle: handle.token_header,
+    }
+
+    def run(handle: Handle) -> dict[str, load.WrkResult]:
+        paths = [handle.project_path(p) for p in sample]
+        figures = {}
+        for kind, header_of in kinds.items():
+            header = header_of(handle)
+            if kind != "anonymous" and not header:
                 continue
-            paths = [handle.project_path(p) for p in sample]
-            result = median_wrk(
-                handle.base,
-                paths,
-                {"Accept": HTML_ACCEPT, "Authorization": header},
-                16,
-                args.seconds,
-                args.repeats,
-            )
-            values[name] = result.rps if result.errors == 0 else None
-        results.add(
-            f"project page HTML, basic auth ({kind}) on every request, c=16", "req/s", values, True
+            headers = {"Accept": HTML_ACCEPT} | ({"Authorization": header} if header else {})
+            load.wrk(handle.base, paths, headers, 16, WARMUP_SECONDS)
+            figures[kind] = load.wrk(handle.base, paths, headers, 16, args.seconds)
+        return figures
+
+    names = [name for name, handle in handles.items() if handle.password_header]
+    runs = interleaved(names, handles, args.repeats, run)
+    medians: dict[str, dict[str, float | None]] = {kind: {} for kind in kinds}
+    for name, repeats in runs.items():
+        for kind in kinds:
+            rates = [r[kind].rps for r in repeats if kind in r and r[kind].errors == 0]
+            medians[kind][name] = statistics.median(rates) if rates else None
+    anonymous = medians["anonymous"]["minirepo"]
+    results.add(
+        f"project page HTML {label}, anonymous (auth phase), c=16",
+        "req/s",
+        medians["anonymous"],
+        True,
+    )
+    for kind in ("password", "token"):
+        metric = f"project page HTML, basic auth ({kind}) on every request, c=16"
+        results.add(metric, "req/s", medians[kind], True)
+        results.check(
+            f"{metric} vs anonymous",
+            quotient(medians[kind].get("minirepo"), anonymous),
+            "x",
+            AUTH_VS_ANONYMOUS,
         )
 
 
@@ -192,29 +366,91 @@ def twine_upload(
     )
 
 
-def download_speed(handle: Handle, path: str) -> tuple[float, float]:
-    """(MB/s, RSS growth in MB) for one download with curl, a fast client."""
-    cmd = [
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{speed_download} %{http_code}",
-        handle.base + path,
-    ]
-    with load.RssSampler(handle.pids) as sampler:
-        before = load.rss_mb(handle.pids)
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
+def measure_uploads(
+    results: Results, handles: dict[str, Handle], folder: Path, args: argparse.Namespace
+) -> None:
+    upload_dir = folder / "uploads"
+    env = client_env(folder / "twine-home")
+
+    def upload(handle: Handle) -> float:
+        batch = upload_dir / handle.name
+        batch.mkdir(parents=True)
+        files = [
+            make_wheel(batch, Dist(f"up-{handle.name}-{i:04d}", "1.0")) for i in range(args.uploads)
+        ]
+        seconds = twine_upload(handle.upload_url, servers.USER, servers.PASSWORD, files, env)
+        return len(files) / seconds
+
+    uploaders = [name for name, handle in handles.items() if handle.upload_url]
+    rates = {name: rate for name, [rate] in interleaved(uploaders, handles, 1, upload).items()}
+    metric = f"twine upload of {args.uploads} files"
+    results.add(metric, "file/s", rates, True)
+    results.check(
+        f"{metric} vs pypiserver",
+        quotient(rates.get("minirepo"), rates.get("pypiserver")),
+        "x",
+        UPLOADS_VS_PYPISERVER,
+    )
+
+
+def curl_speed(url: str) -> float:
+    """MB/s of one download with curl, a fast client."""
+    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
     speed, code = out.split()
     if code != "200":
-        raise RuntimeError(f"download from {handle.name}: HTTP {code}")
-    return float(speed) / 1e6, sampler.peak - before
+        raise RuntimeError(f"download from {url}: HTTP {code}")
+    return float(speed) / 1e6
 
 
-def install_times(
-    handle: Handle, index_url: str, project: str, chain_top: str, work: Path
-) -> tuple[float, float]:
+def download_speed(handle: Handle, path: str) -> tuple[float, float]:
+    """(MB/s, RSS growth in MB) of a second download; growth counts from before the first.
+
+    The first, untimed, warms the path like the wrk warm-up; what it leaves behind in the
+    server still counts as growth.
+    """
+    with load.RssSampler(handle.pids) as sampler:
+        before = sampler.peak
+        curl_speed(handle.base + path)
+        speed = curl_speed(handle.base + path)
+    return speed, sampler.peak - before
+
+
+def measure_download(
+    results: Results, handles: dict[str, Handle], big: str, args: argparse.Namespace
+) -> None:
+    paths = {
+        "minirepo": f"/files/big-wheel/{big}",
+        "pypiserver": f"/packages/{big}",
+        "devpi": _devpi_file_path(handles["devpi"], "big-wheel"),
+        **{name: f"/files/{big}" for name in STATIC},
+    }
+    runs = interleaved(
+        paths, handles, args.repeats, lambda handle: download_speed(handle, paths[handle.name])
+    )
+    speeds = {name: statistics.median(speed for speed, _ in r) for name, r in runs.items()}
+    # The worst repeat: a bound, and only the first repeat sees memory that stays.
+    growth = {name: max(grown for _, grown in r) for name, r in runs.items()}
+    metric = f"{args.big_mb} MB download"
+    results.add(metric, "MB/s", speeds, True)
+    results.add(f"{metric}, server RSS growth", "MB", growth, False)
+    results.check(
+        f"{metric} vs nginx",
+        quotient(speeds.get("minirepo"), speeds.get("nginx")),
+        "x",
+        DOWNLOAD_VS_NGINX,
+    )
+    results.check(
+        f"{metric}, server RSS growth",
+        growth.get("minirepo"),
+        "MB",
+        DOWNLOAD_RSS_GROWTH_MB,
+        at_least=False,
+    )
+
+
+def install_times(handle: Handle, project: str, chain_top: str, work: Path) -> tuple[float, float]:
+    index_url = handle.base + handle.simple_prefix
     env = client_env(work / f"home-{handle.name}")
     pip = [
         sys.executable,
@@ -253,13 +489,40 @@ def install_times(
     return pip_time, uv_time
 
 
+def measure_installs(
+    results: Results, handles: dict[str, Handle], corpus: corpus_mod.Corpus, folder: Path
+) -> None:
+    work = folder / "installs"
+    work.mkdir()
+    # The static tree has no requires-python, JSON or metadata: nginx stands for it alone.
+    installers = [name for name in handles if name not in CEILINGS]
+    runs = interleaved(
+        installers,
+        handles,
+        1,
+        lambda handle: install_times(handle, corpus.projects[0], corpus.chain_top, work),
+    )
+    pip_times = {name: pip for name, [(pip, _)] in runs.items()}
+    uv_times = {name: uv for name, [(_, uv)] in runs.items()}
+    uv_metric = f"cold uv pip install of a {len(corpus.chain)}-project chain"
+    results.add("pip install --no-deps of one project", "s", pip_times, False)
+    results.add(uv_metric, "s", uv_times, False)
+    results.check(
+        f"{uv_metric}, time vs devpi's",
+        quotient(uv_times.get("minirepo"), uv_times.get("devpi")),
+        "x",
+        UV_VS_DEVPI,
+        at_least=False,
+    )
+
+
 def load_corpus(handle: Handle, files: list[Path], pypiserver_dir: Path) -> None:
     if handle.name == "pypiserver":
         for path in files:
             target = pypiserver_dir / path.name
             if not target.exists():
                 shutil.copy(path, target)
-    elif handle.name != "nginx":
+    elif handle.upload_url:
         load.bulk_upload(handle.upload_url, handle.bulk_headers, files)
 
 
@@ -285,30 +548,36 @@ def run_size(
     folder = work / label
     pypi_dir = folder / "pypiserver-packages"
     pypi_dir.mkdir(parents=True)
-    tree = servers.write_static_tree(
-        folder / "static", corpus.files + ([corpus.big_wheel] if corpus.big_wheel else [])
-    )
+    everything = corpus.files + ([corpus.big_wheel] if corpus.big_wheel else [])
+    tree = servers.write_static_tree(folder / "static", everything)
     handles: dict[str, Handle] = {}
-    idle: dict[str, float | None] = {}
-    start: dict[str, float | None] = {}
     try:
         for name, starter in _starters(folder, venv, pypi_dir, tree, args).items():
-            handles[name] = starter()
-            start[name] = handles[name].start_seconds
-            idle[name] = load.rss_mb(handles[name].pids)
-        everything = corpus.files + ([corpus.big_wheel] if corpus.big_wheel else [])
+            # The servers already up are frozen: each starts on a quiet CPU, as the first did.
+            with load.frozen(pids_of(handles.values())):
+                handles[name] = starter()
+        idle = {name: load.rss_mb(handle.pids) for name, handle in handles.items()}
         for handle in handles.values():
             seconds = load.timed(lambda h=handle: load_corpus(h, everything, pypi_dir))
             print(f"  loaded {len(everything)} files into {handle.name} in {seconds:.1f}s")
+        if not load.settle(pids_of(handles.values())):
+            print("    ! the servers were still busy a minute after the load", flush=True)
         if full:
+            start = {name: handle.start_seconds for name, handle in handles.items()}
             results.add("start to first answer", "s", start, False)
             results.add("idle RSS after start", "MB", idle, False)
-        measure_pages(results, list(handles.values()), corpus.projects, label, args)
+            results.check(
+                "start to first answer", start["minirepo"], "s", START_SECONDS, at_least=False
+            )
+            results.check(
+                "idle RSS after start", idle["minirepo"], "MB", IDLE_RSS_MB, at_least=False
+            )
+        measure_pages(results, handles, corpus.projects, label, args)
         if full:
             _full_measurements(results, handles, corpus, folder, venv, pypi_dir, args)
-            results.add(
-                "RSS after load", "MB", {n: load.rss_mb(h.pids) for n, h in handles.items()}, False
-            )
+            loaded = {name: load.rss_mb(handle.pids) for name, handle in handles.items()}
+            results.add("RSS after load", "MB", loaded, False)
+            results.check("RSS after load", loaded["minirepo"], "MB", LOADED_RSS_MB, at_least=False)
     finally:
         for handle in handles.values():
             handle.stop()
@@ -327,6 +596,12 @@ def _starters(
         "pypiserver": lambda: servers.start_pypiserver(sub("pypiserver"), venv, pypi_dir, False),
         "devpi": lambda: servers.start_devpi(sub("devpi"), venv),
         "nginx": lambda: servers.start_nginx(sub("nginx"), tree),
+        "flask-ceiling": lambda: servers.start_ceiling(
+            sub("flask-ceiling"), tree, "flask", args.threads
+        ),
+        "wsgi-ceiling": lambda: servers.start_ceiling(
+            sub("wsgi-ceiling"), tree, "wsgi", args.threads
+        ),
     }
 
 
@@ -340,63 +615,26 @@ def _full_measurements(
     args: argparse.Namespace,
 ) -> None:
     # Authenticated pages: pypiserver only checks credentials when reads need them.
+    label = f"P={len(corpus.projects)}"
     handles["pypiserver"].stop()
     handles["pypiserver"] = servers.start_pypiserver(folder / "pypiserver", venv, pypi_dir, True)
-    measure_auth(results, {k: v for k, v in handles.items() if k != "nginx"}, corpus.projects, args)
+    measure_auth(results, handles, corpus.projects, label, args)
     handles["pypiserver"].stop()
     handles["pypiserver"] = servers.start_pypiserver(folder / "pypiserver", venv, pypi_dir, False)
-
-    upload_dir = folder / "uploads"
-    upload_dir.mkdir()
-    env = client_env(folder / "twine-home")
-    rates: dict[str, float | None] = {"nginx": None}
-    for name, handle in handles.items():
-        if name == "nginx":
-            continue
-        batch = upload_dir / name
-        batch.mkdir()
-        files = [make_wheel(batch, Dist(f"up-{name}-{i:04d}", "1.0")) for i in range(args.uploads)]
-        seconds = twine_upload(handle.upload_url, servers.USER, servers.PASSWORD, files, env)
-        rates[name] = len(files) / seconds
-    results.add(f"twine upload of {args.uploads} files", "file/s", rates, True)
-
+    measure_uploads(results, handles, folder, args)
     if corpus.big_wheel is not None:
-        speeds: dict[str, float | None] = {}
-        growth: dict[str, float | None] = {}
-        big = corpus.big_wheel.name
-        paths = {
-            "minirepo": f"/files/big-wheel/{big}",
-            "pypiserver": f"/packages/{big}",
-            "nginx": f"/files/{big}",
-            "devpi": _devpi_file_path(handles["devpi"], "big-wheel"),
-        }
-        for name, handle in handles.items():
-            speeds[name], growth[name] = download_speed(handle, paths[name])
-        results.add(f"{args.big_mb} MB download", "MB/s", speeds, True)
-        results.add(f"{args.big_mb} MB download, server RSS growth", "MB", growth, False)
-
-    pip_times: dict[str, float | None] = {}
-    uv_times: dict[str, float | None] = {}
-    work = folder / "installs"
-    work.mkdir()
-    for name, handle in handles.items():
-        index_url = handle.base + handle.simple_prefix
-        pip_times[name], uv_times[name] = install_times(
-            handle, index_url, corpus.projects[0], corpus.chain_top, work
-        )
-    results.add("pip install --no-deps of one project", "s", pip_times, False)
-    results.add(f"cold uv pip install of a {len(corpus.chain)}-project chain", "s", uv_times, False)
+        measure_download(results, handles, corpus.big_wheel.name, args)
+    measure_installs(results, handles, corpus, folder)
 
 
 def _devpi_file_path(handle: Handle, project: str) -> str:
     import re
+    from urllib.parse import urljoin, urlparse
 
     import requests
 
     page = requests.get(handle.base + handle.project_path(project), timeout=30).text
     href = re.search(r'href="([^"#]+)', page).group(1)  # type: ignore[union-attr]
-    from urllib.parse import urljoin, urlparse
-
     return urlparse(urljoin(handle.base + handle.project_path(project), href)).path
 
 
@@ -430,7 +668,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="wrk runs per figure (median)")
     parser.add_argument("--uploads", type=int, default=400)
     parser.add_argument("--big-mb", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=8, help="minirepo's waitress threads")
+    parser.add_argument(
+        "--threads", type=int, default=8, help="waitress threads of minirepo and the ceilings"
+    )
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--cache", type=Path, default=servers.cache_dir())
@@ -452,12 +692,15 @@ def main() -> None:
             run_size(results, args.large_projects, 1, args, Path(tmp), venv, full=False)
     print()
     print(results.table())
+    print()
+    print(results.targets())
     args.json.write_text(
         json.dumps(
             {
                 "peers": versions,
                 "args": {k: str(v) for k, v in vars(args).items()},
                 "rows": results.rows,
+                "targets": [verdict.as_json() for verdict in results.verdicts],
             },
             indent=2,
         )

@@ -2,7 +2,9 @@
 
 minirepo runs from this checkout; pypiserver 2.x and devpi-server 6.x are installed from
 PyPI into a cached venv of their own; nginx (Debian) serves a static PEP 503 tree as the
-ceiling. Every server is pinned to one CPU and the load generator to the other.
+ceiling, and `benchmarks.ceiling_app` serves the same tree from memory on waitress as the
+ceilings of a Python index (Flask, and a bare WSGI callable). Every server is pinned to one
+CPU and the load generator to the other.
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ def _launch(
 
 
 def start_minirepo(folder: Path, threads: int) -> Handle:
+    # Bytecode as `pip install` leaves it: this checkout may never have written any (for
+    # one, under PYTHONDONTWRITEBYTECODE), and compiling at each start is not start-up.
+    package = Path(__file__).resolve().parent.parent / "minirepo"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
     port = free_port()
     data = folder / "data"
     env = base_env(
@@ -339,3 +345,27 @@ http {{
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
     pids = [proc.pid, *(int(pid) for pid in children.stdout.split())]
     return Handle("nginx", base, "/simple/", "", proc, started, pids=pids)
+
+
+def start_ceiling(folder: Path, tree: Path, mode: str, threads: int) -> Handle:
+    """The static tree's pages from memory on waitress (`mode`: "flask" or "wsgi").
+
+    Same threads as minirepo, so the ratio measures minirepo's own work per request.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.ceiling_app",
+        "--mode",
+        mode,
+        "--tree",
+        str(tree),
+        "--port",
+        str(port),
+        "--threads",
+        str(threads),
+    ]
+    proc, started = _launch(cmd, folder, f"{base}/simple/", 30)
+    return Handle(f"{mode}-ceiling", base, "/simple/", "", proc, started, pids=[proc.pid])

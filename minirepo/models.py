@@ -10,7 +10,7 @@ import time
 
 import peewee
 
-from minirepo.db import COUNTER_MAX_AGE, counters, database
+from minirepo.db import COUNTER_MAX_AGE, counters, database, write_transaction
 
 
 def utcnow() -> datetime.datetime:
@@ -174,4 +174,6 @@ def read_counter(name: str) -> int:
 
 
 def create_schema() -> None:
-    database.create_tables(MODELS, safe=True)
+    """One transaction: a statement each would cost the first start a sync per table."""
+    with write_transaction():
+        database.create_tables(MODELS, safe=True)
