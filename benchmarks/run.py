@@ -323,8 +323,12 @@ def measure_auth(
     medians: dict[str, dict[str, float | None]] = {kind: {} for kind in kinds}
     for name, repeats in runs.items():
         for kind in kinds:
-            rates = [r[kind].rps for r in repeats if kind in r and r[kind].errors == 0]
-            medians[kind][name] = statistics.median(rates) if rates else None
+            done = sorted((r[kind] for r in repeats if kind in r), key=lambda run: run.rps)
+            median = done[len(done) // 2] if done else None
+            if median is not None and median.errors == 0 and median.rps > 0:
+                medians[kind][name] = median.rps
+            else:
+                medians[kind][name] = None
     anonymous = medians["anonymous"]["minirepo"]
     results.add(
         f"project page HTML {label}, anonymous (auth phase), c=16",

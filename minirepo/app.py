@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import IO, cast
 
 import peewee
-from flask import Flask, Request, Response, current_app, request
+from flask import Flask, Request, Response, current_app, g, request
 
 from minirepo import auth, errors, views
 from minirepo.config import Settings
@@ -75,10 +76,22 @@ def _discard_spools(exc: BaseException | None) -> None:
 
 
 def _init_busy_handler(app: Flask) -> None:
+    @app.before_request
+    def _note_start() -> None:
+        g.started = time.monotonic()
+
     @app.errorhandler(peewee.OperationalError)
     def _operational(exc: peewee.OperationalError) -> Response:
         if is_locked(exc):
-            log.warning("database busy: answering 503")
+            # Waited about busy_timeout: real contention. Far less: SQLite gave up at once
+            # (a stale read snapshot), which no timeout setting would cure.
+            waited = time.monotonic() - g.get("started", time.monotonic())
+            log.warning(
+                "database busy after %.2f s (%s %s): answering 503",
+                waited,
+                request.method,
+                request.path,
+            )
             busy = errors.Busy("Server busy (database locked); retry shortly")
             return errors.to_response(busy.status, busy.reason, busy.headers)
         if is_disk_full(exc):

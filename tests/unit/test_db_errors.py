@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import peewee
@@ -9,8 +11,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from minirepo import db, models
+from minirepo.app import create_app
 from minirepo.config import Settings
 from tests.conftest import post_upload, snapshot
+from tests.serverproc import FAST_HASH
 
 
 def _failed_rollback() -> None:
@@ -53,3 +57,61 @@ def test_upload_database_failure_status(
     if status == 503:
         assert response.headers["Retry-After"]
     assert snapshot(settings) == before
+
+
+def test_writers_in_one_process_queue_instead_of_polling(tmp_path: Path) -> None:
+    """8 threads writing at once with a 0.1 s busy_timeout: none gives up.
+
+    Each waits at most for the 7 others (14 ms). Left to SQLite's busy handler, which
+    sleeps 1, 2, 5, 10, 15, 20... ms between tries and keeps no queue, writers that
+    hold the lock back to back made others give up after 0.1 s.
+    """
+    create_app(Settings(data=tmp_path / "data", password_hash=FAST_HASH, busy_timeout=0.1))
+    failures: list[BaseException] = []
+    database = db.database.obj
+
+    def writer() -> None:
+        try:
+            for _ in range(10):
+                with db.write_transaction():
+                    models.bump_counter("test")
+                    time.sleep(0.002)  # a commit's worth of work under the lock
+        except BaseException as exc:  # collected, asserted below
+            failures.append(exc)
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert models.Counter.get(models.Counter.name == "test").value == 80
+
+
+def test_a_writer_that_waits_past_busy_timeout_gets_locked(
+    client: FlaskClient, settings: Settings
+) -> None:
+    """The in-process queue keeps the busy_timeout bound: past it, the 503 path."""
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with db.write_transaction():
+            holding.set()
+            release.wait(timeout=30)
+        db.database.obj.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    holding.wait(timeout=30)
+    old_timeout = db.database.obj.timeout
+    db.database.obj._timeout = 0.05
+    try:
+        with pytest.raises(peewee.OperationalError) as info, db.write_transaction():
+            pass
+    finally:
+        db.database.obj._timeout = old_timeout
+        release.set()
+        thread.join(timeout=30)
+    assert db.is_locked(info.value)
