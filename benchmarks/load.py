@@ -32,6 +32,11 @@ class WrkResult:
     errors: int
 
 
+def on_load_cpu(cmd: list[str]) -> list[str]:
+    """Clients (wrk, curl, twine, pip, uv) run on the CPU the servers do not use."""
+    return ["taskset", "-c", LOAD_CPU, *cmd] if shutil.which("taskset") else cmd
+
+
 def basic_header(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -74,8 +79,7 @@ def wrk(
         script.name,
         base,
     ]
-    if shutil.which("taskset"):
-        cmd = ["taskset", "-c", LOAD_CPU, *cmd]
+    cmd = on_load_cpu(cmd)
     try:
         output = subprocess.run(
             cmd, capture_output=True, text=True, timeout=seconds + 60, check=True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -366,7 +367,9 @@ def twine_upload(
         *map(str, files),
     ]
     return load.timed(
-        lambda: subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=3600)
+        lambda: subprocess.run(
+            load.on_load_cpu(cmd), env=env, check=True, capture_output=True, timeout=3600
+        )
     )
 
 
@@ -400,7 +403,9 @@ def measure_uploads(
 def curl_speed(url: str) -> float:
     """MB/s of one download with curl, a fast client."""
     cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
+    out = subprocess.run(
+        load.on_load_cpu(cmd), capture_output=True, text=True, check=True, timeout=600
+    ).stdout
     speed, code = out.split()
     if code != "200":
         raise RuntimeError(f"download from {url}: HTTP {code}")
@@ -454,8 +459,9 @@ def measure_download(
 
 
 def install_times(handle: Handle, project: str, chain_top: str, work: Path) -> tuple[float, float]:
+    """Cold installs: `work` is new for each call, so no cache or target carries over."""
     index_url = handle.base + handle.simple_prefix
-    env = client_env(work / f"home-{handle.name}")
+    env = client_env(work / "home")
     pip = [
         sys.executable,
         "-m",
@@ -464,7 +470,7 @@ def install_times(handle: Handle, project: str, chain_top: str, work: Path) -> t
         "--no-deps",
         "--no-cache-dir",
         "--target",
-        str(work / f"pip-{handle.name}"),
+        str(work / "pip"),
         "--index-url",
         index_url,
         "--trusted-host",
@@ -472,15 +478,17 @@ def install_times(handle: Handle, project: str, chain_top: str, work: Path) -> t
         project,
     ]
     pip_time = load.timed(
-        lambda: subprocess.run(pip, env=env, check=True, capture_output=True, timeout=600)
+        lambda: subprocess.run(
+            load.on_load_cpu(pip), env=env, check=True, capture_output=True, timeout=600
+        )
     )
-    uv_env = {**env, "UV_CACHE_DIR": str(work / f"uv-cache-{handle.name}")}
+    uv_env = {**env, "UV_CACHE_DIR": str(work / "uv-cache")}
     uv = [
         find_uv_bin(),
         "pip",
         "install",
         "--target",
-        str(work / f"uv-{handle.name}"),
+        str(work / "uv"),
         "--python",
         sys.executable,
         "--index-url",
@@ -488,26 +496,33 @@ def install_times(handle: Handle, project: str, chain_top: str, work: Path) -> t
         chain_top,
     ]
     uv_time = load.timed(
-        lambda: subprocess.run(uv, env=uv_env, check=True, capture_output=True, timeout=600)
+        lambda: subprocess.run(
+            load.on_load_cpu(uv), env=uv_env, check=True, capture_output=True, timeout=600
+        )
     )
     return pip_time, uv_time
 
 
 def measure_installs(
-    results: Results, handles: dict[str, Handle], corpus: corpus_mod.Corpus, folder: Path
+    results: Results,
+    handles: dict[str, Handle],
+    corpus: corpus_mod.Corpus,
+    folder: Path,
+    args: argparse.Namespace,
 ) -> None:
     work = folder / "installs"
     work.mkdir()
     # The static tree has no requires-python, JSON or metadata: nginx stands for it alone.
     installers = [name for name in handles if name not in CEILINGS]
-    runs = interleaved(
-        installers,
-        handles,
-        1,
-        lambda handle: install_times(handle, corpus.projects[0], corpus.chain_top, work),
-    )
-    pip_times = {name: pip for name, [(pip, _)] in runs.items()}
-    uv_times = {name: uv for name, [(_, uv)] in runs.items()}
+    tries = itertools.count()
+
+    def cold_install(handle: Handle) -> tuple[float, float]:
+        fresh = work / f"{handle.name}-{next(tries)}"
+        return install_times(handle, corpus.projects[0], corpus.chain_top, fresh)
+
+    runs = interleaved(installers, handles, args.repeats, cold_install)
+    pip_times = {name: statistics.median(pip for pip, _ in r) for name, r in runs.items()}
+    uv_times = {name: statistics.median(uv for _, uv in r) for name, r in runs.items()}
     uv_metric = f"cold uv pip install of a {len(corpus.chain)}-project chain"
     results.add("pip install --no-deps of one project", "s", pip_times, False)
     results.add(uv_metric, "s", uv_times, False)
@@ -567,7 +582,8 @@ def run_size(
         if not load.settle(pids_of(handles.values())):
             print("    ! the servers were still busy a minute after the load", flush=True)
         if full:
-            start = {name: handle.start_seconds for name, handle in handles.items()}
+            first = {name: handle.start_seconds for name, handle in handles.items()}
+            start = measure_starts(first, handles, folder, venv, pypi_dir, tree, args)
             results.add("start to first answer", "s", start, False)
             results.add("idle RSS after start", "MB", idle, False)
             results.check(
@@ -585,6 +601,32 @@ def run_size(
     finally:
         for handle in handles.values():
             handle.stop()
+
+
+def measure_starts(
+    first: dict[str, float],
+    handles: dict[str, Handle],
+    folder: Path,
+    venv: Path,
+    pypi_dir: Path,
+    tree: Path,
+    args: argparse.Namespace,
+) -> dict[str, float]:
+    """Start to first answer: the median of `--repeats` starts, each on an empty folder.
+
+    A single start is a short figure this machine's noise swings by a third. The extra
+    starts run with the measured servers frozen, and are stopped once they answer.
+    """
+    times = {name: [seconds] for name, seconds in first.items()}
+    for repeat in range(1, args.repeats):
+        again = folder / f"start-{repeat}"
+        again.mkdir()
+        for name, starter in _starters(again, venv, pypi_dir, tree, args).items():
+            with load.frozen(pids_of(handles.values())):
+                extra = starter()
+                extra.stop()
+            times[name].append(extra.start_seconds)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def _starters(
@@ -628,7 +670,7 @@ def _full_measurements(
     measure_uploads(results, handles, folder, args)
     if corpus.big_wheel is not None:
         measure_download(results, handles, corpus.big_wheel.name, args)
-    measure_installs(results, handles, corpus, folder)
+    measure_installs(results, handles, corpus, folder, args)
 
 
 def _devpi_file_path(handle: Handle, project: str) -> str:
