@@ -59,35 +59,43 @@ def test_upload_database_failure_status(
     assert snapshot(settings) == before
 
 
-def test_writers_in_one_process_queue_instead_of_polling(tmp_path: Path) -> None:
-    """8 threads writing at once with a 0.1 s busy_timeout: none gives up.
-
-    Each waits at most for the 7 others (14 ms). Left to SQLite's busy handler, which
-    sleeps 1, 2, 5, 10, 15, 20... ms between tries and keeps no queue, writers that
-    hold the lock back to back made others give up after 0.1 s.
+def test_a_writer_waits_in_the_queue_not_in_sqlite(tmp_path: Path) -> None:
+    """A second writer waits for the first on the process's lock, even with SQLite's own
+    busy wait at zero: the queue, not SQLite's polling busy handler (which sleeps up to
+    100 ms between tries and keeps no queue), is what orders writers in one process.
+    Without the queue, its BEGIN IMMEDIATE fails at once with "database is locked".
     """
-    create_app(Settings(data=tmp_path / "data", password_hash=FAST_HASH, busy_timeout=0.1))
+    create_app(Settings(data=tmp_path / "data", password_hash=FAST_HASH))
+    holding, queued = threading.Event(), threading.Event()
     failures: list[BaseException] = []
-    database = db.database.obj
 
-    def writer() -> None:
+    def holder() -> None:
+        with db.write_transaction():
+            models.bump_counter("test")
+            holding.set()
+            queued.wait(timeout=30)
+            time.sleep(0.2)  # let the other writer reach the queue; passing never needs it
+        db.database.obj.close()
+
+    def waiter() -> None:
+        holding.wait(timeout=30)
+        db.database.execute_sql("PRAGMA busy_timeout = 0")  # SQLite itself would not wait
+        queued.set()
         try:
-            for _ in range(10):
-                with db.write_transaction():
-                    models.bump_counter("test")
-                    time.sleep(0.002)  # a commit's worth of work under the lock
-        except BaseException as exc:  # collected, asserted below
+            with db.write_transaction():
+                models.bump_counter("test")
+        except peewee.OperationalError as exc:
             failures.append(exc)
         finally:
-            database.close()
+            db.database.obj.close()
 
-    threads = [threading.Thread(target=writer) for _ in range(8)]
+    threads = [threading.Thread(target=holder), threading.Thread(target=waiter)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert failures == []
-    assert models.Counter.get(models.Counter.name == "test").value == 80
+    assert models.Counter.get(models.Counter.name == "test").value == 2
 
 
 def test_a_writer_that_waits_past_busy_timeout_gets_locked(
