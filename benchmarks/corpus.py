@@ -1,6 +1,6 @@
 """Deterministic benchmark corpus: P projects by V versions, a dependency chain, a big wheel.
 
-No build backend runs: wheels and sdists are written directly (tests/distfactory.py), so
+No build backend runs: wheels and sdists are written directly (tests/helpers/distfactory.py), so
 the same arguments always give byte-identical files, on every machine.
 """
 
@@ -12,7 +12,7 @@ import random
 import zipfile
 from pathlib import Path
 
-from tests.distfactory import Dist, escaped, make_sdist, make_wheel, wheel_members
+from tests.helpers.distfactory import Dist, escaped, make_sdist, make_wheel, wheel_members
 
 CHAIN_LENGTH = 20
 

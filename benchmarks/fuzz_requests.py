@@ -5,7 +5,7 @@
     python -m benchmarks.fuzz_requests --replay /tmp/fuzz/finding-01.json
 
 Not part of CI (it runs for minutes). It starts `minirepo serve` on a free loopback port
-(tests.serverproc), seeds it (a wheel and an sdist of `foo`, a password account, tokens
+(tests.helpers.serverproc), seeds it (a wheel and an sdist of `foo`, a password account, tokens
 with each permission), then sends hypothesis-generated requests over raw sockets, one at a
 time so that every log line belongs to the request just sent: random methods, paths with
 percent-encodings and traversal, the headers the server reads (Authorization, Accept,
@@ -47,8 +47,8 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.distfactory import Dist, sdist_members, wheel_members
-from tests.serverproc import Server, running_server
+from tests.helpers.distfactory import Dist, sdist_members, wheel_members
+from tests.helpers.serverproc import Server, running_server
 from tests.unit.test_fuzz_properties import (
     FILENAMES,
     HASHERS,

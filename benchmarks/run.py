@@ -30,8 +30,8 @@ from uv import find_uv_bin
 from benchmarks import corpus as corpus_mod
 from benchmarks import load, servers
 from benchmarks.servers import Handle
-from tests.distfactory import Dist, make_wheel
-from tests.serverproc import client_env
+from tests.helpers.distfactory import Dist, make_wheel
+from tests.helpers.serverproc import client_env
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 HTML_ACCEPT = "text/html"

@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from benchmarks.load import basic_header
-from tests.serverproc import base_env, free_port, wait_answering
+from tests.helpers.serverproc import base_env, free_port, wait_answering
 
 SERVER_CPU = "0"
 # passlib 1.7.4 (pypiserver's htpasswd reader) breaks with bcrypt >= 4.1 (pyca/bcrypt#684).

@@ -17,8 +17,8 @@ from minirepo import models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services import accounts
-from tests.distfactory import Dist, make_wheel, upload_form
-from tests.serverproc import FAST_HASH
+from tests.helpers.distfactory import Dist, make_wheel, upload_form
+from tests.helpers.serverproc import FAST_HASH
 
 ADMIN_PASSWORD = "admin-password-1"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import Server, client_env, running_server
+from tests.helpers.serverproc import Server, client_env, running_server
 
 
 @pytest.fixture

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 from uv import find_uv_bin
 
-from tests.distfactory import Dist, make_sdist, make_wheel
-from tests.serverproc import Server, client_env, running_server
+from tests.helpers.distfactory import Dist, make_sdist, make_wheel
+from tests.helpers.serverproc import Server, client_env, running_server
 
 UV = find_uv_bin()
 PY = sys.executable

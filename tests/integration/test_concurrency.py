@@ -13,8 +13,8 @@ from pathlib import Path
 
 import requests
 
-from tests.distfactory import Dist, make_wheel
-from tests.serverproc import Server
+from tests.helpers.distfactory import Dist, make_wheel
+from tests.helpers.serverproc import Server
 
 TIME_LIMIT = 60.0
 

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.distfactory import Dist, make_wheel
-from tests.serverproc import Server, running_server
+from tests.helpers.distfactory import Dist, make_wheel
+from tests.helpers.serverproc import Server, running_server
 
 
 def project_status(server: Server, project: str) -> int:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import requests
 
-from tests.distfactory import Dist, wheel_members
-from tests.serverproc import running_server
+from tests.helpers.distfactory import Dist, wheel_members
+from tests.helpers.serverproc import running_server
 
 LIMIT = 448 * 1024
 

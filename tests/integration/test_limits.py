@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.serverproc import Server
+from tests.helpers.serverproc import Server
 
 StartServer = Callable[..., AbstractContextManager[Server]]
 

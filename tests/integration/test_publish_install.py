@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from uv import find_uv_bin
 
-from tests.distfactory import Dist, make_sdist, make_wheel
-from tests.serverproc import Server
+from tests.helpers.distfactory import Dist, make_sdist, make_wheel
+from tests.helpers.serverproc import Server
 
 UV = find_uv_bin()
 

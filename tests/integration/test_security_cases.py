@@ -29,8 +29,8 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
-from tests.distfactory import Dist, make_wheel
-from tests.serverproc import Server, running_server
+from tests.helpers.distfactory import Dist, make_wheel
+from tests.helpers.serverproc import Server, running_server
 from tests.unit.test_security_cases import PROXY_CLAIMS, folder_state
 
 StartServer = Callable[..., AbstractContextManager[Server]]

@@ -20,7 +20,7 @@ from minirepo.config import Settings
 from minirepo.errors import Unauthorized
 from minirepo.services import accounts
 from tests.conftest import ADMIN_PASSWORD, basic, post_upload, token_auth
-from tests.serverproc import FAST_HASH
+from tests.helpers.serverproc import FAST_HASH
 
 ALICE_PASSWORD = "alice-password-1"
 BOB_PASSWORD = "bob-password-1"

@@ -21,7 +21,7 @@ from minirepo.cli import main
 from minirepo.config import Settings
 from minirepo.services import accounts, maintenance
 from tests.conftest import basic, token_auth
-from tests.serverproc import FAST_HASH, TOKEN_RE, base_env
+from tests.helpers.serverproc import FAST_HASH, TOKEN_RE, base_env
 
 PASSWORD = "alice-password-1"
 

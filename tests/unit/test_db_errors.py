@@ -14,7 +14,7 @@ from minirepo import db, models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from tests.conftest import post_upload, snapshot
-from tests.serverproc import FAST_HASH
+from tests.helpers.serverproc import FAST_HASH
 
 
 def _failed_rollback() -> None:

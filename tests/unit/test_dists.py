@@ -22,7 +22,7 @@ from packaging.version import Version
 
 from minirepo import dists
 from minirepo.errors import InvalidUpload
-from tests.distfactory import Dist, sdist_members, wheel_members, write_tar_gz, write_zip
+from tests.helpers.distfactory import Dist, sdist_members, wheel_members, write_tar_gz, write_zip
 
 FOO = Dist("foo", "1.0")
 INFO = "foo-1.0.dist-info"

@@ -16,7 +16,7 @@ from werkzeug.test import TestResponse
 
 from minirepo import models
 from minirepo.config import Settings
-from tests.distfactory import Dist, make_wheel
+from tests.helpers.distfactory import Dist, make_wheel
 from tests.unit.test_simple_pages import (
     PUBLIC_DISTS,
     SDIST_09,

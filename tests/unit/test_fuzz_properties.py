@@ -48,8 +48,8 @@ from minirepo.services import accounts
 from minirepo.services.index import HTML, HTML_V1, JSON_V1, Page
 from minirepo.views.simple import accepts_gzip, negotiate, page_answer
 from tests.conftest import snapshot
-from tests.distfactory import Dist, sdist_members, wheel_members
-from tests.serverproc import FAST_HASH
+from tests.helpers.distfactory import Dist, sdist_members, wheel_members
+from tests.helpers.serverproc import FAST_HASH
 
 SCALE = max(1, int(os.environ.get("MINIREPO_FUZZ_SCALE", "1")))
 CAP = 64 * 1024

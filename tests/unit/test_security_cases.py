@@ -40,7 +40,7 @@ from minirepo.services.maintenance import open_data
 from minirepo.services.upload import SpoolFile, UploadService
 from minirepo.storage import blob_key
 from tests.conftest import Snapshot, basic, snapshot, token_auth
-from tests.distfactory import (
+from tests.helpers.distfactory import (
     Dist,
     make_sdist,
     make_wheel,
@@ -49,7 +49,7 @@ from tests.distfactory import (
     write_tar_gz,
     write_zip,
 )
-from tests.serverproc import FAST_HASH
+from tests.helpers.serverproc import FAST_HASH
 from tests.unit.test_dists import FOO, MiB, foo_wheel_members, raw_zip, zero_bomb
 from tests.unit.test_upload_validation import assert_refused, encode_multipart, form_for
 

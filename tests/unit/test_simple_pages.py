@@ -33,8 +33,8 @@ from minirepo.services import accounts
 from minirepo.services.index import Index
 from minirepo.storage import BlobStore
 from tests.conftest import ADMIN_PASSWORD, basic, post_upload, token_auth
-from tests.distfactory import Dist, make_sdist, make_wheel
-from tests.serverproc import FAST_HASH
+from tests.helpers.distfactory import Dist, make_sdist, make_wheel
+from tests.helpers.serverproc import FAST_HASH
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"

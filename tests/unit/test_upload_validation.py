@@ -25,8 +25,8 @@ from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services import accounts
 from tests.conftest import basic, post_upload, snapshot, token_auth, upload_form
-from tests.distfactory import Dist, make_sdist, make_wheel, sdist_members, write_tar_gz
-from tests.serverproc import FAST_HASH
+from tests.helpers.distfactory import Dist, make_sdist, make_wheel, sdist_members, write_tar_gz
+from tests.helpers.serverproc import FAST_HASH
 from tests.unit.test_dists import BAD_FILENAMES, FOO, HOSTILE_SDISTS, HOSTILE_WHEELS, noise
 
 USER = "alice"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from tests.distfactory import upload_form
+from tests.helpers.distfactory import upload_form
 
 # The cheapest hash werkzeug accepts: tests create many accounts and must not wait on scrypt.
 FAST_HASH = "pbkdf2:sha256:1000"
