@@ -7,17 +7,18 @@ This is the only module that reads the environment, so every other module sees o
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
-import math
 import os
-import re
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from minirepo import names
 from minirepo.errors import UserError
+from minirepo.units import parse_duration, parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,8 +31,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Addresses that mean "every interface": useless in a URL someone else must type.
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, never bound here
 # The same rule the URL map uses (DESIGN.md); repeated here because config is the floor.
-REPO_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
-RESERVED_REPO_NAMES = frozenset({"simple", "files", "pypi", "legacy", "project", "-"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +55,19 @@ class Settings:
     busy_timeout: float = 5.0
     page_cache_seconds: float = 0.25
     log_level: str = "info"
+    # A database URL; empty means `database_path`. Kept out of repr: it may hold a password.
+    database: str = dataclasses.field(default="", repr=False)
+    # Whether admins may read and publish every package without being granted it.
+    admin_package_access: bool = True
     # For the test suite only: "crash-after-publish" kills the server between linking an
     # upload's blob into place and committing its rows, to prove crash recovery.
     test_fault: str = ""
+    # Which settings some layer (file, environment, flag) set: those left at their
+    # default must not overwrite what the database stores (a repository's `read`).
+    explicit: frozenset[str] = dataclasses.field(default=frozenset(), repr=False)
+
+    def is_set(self, name: str) -> bool:
+        return name in self.explicit
 
     @property
     def database_path(self) -> Path:
@@ -78,37 +87,92 @@ class Settings:
         return f"http://{host}:{self.port}/"
 
 
-FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
+FIELDS = {field.name: field for field in dataclasses.fields(Settings) if field.name != "explicit"}
+
+# Settings whose values are sizes or durations (`minirepo.units`); a plain number is in
+# bytes or seconds, as it was before units were accepted.
+SIZES = ("max_upload_size", "max_metadata_size")
+WHOLE_SECONDS = ("channel_timeout", "auth_cache_seconds", "login_failure_window")
+SECONDS = ("busy_timeout", "page_cache_seconds")
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+# Variables that are not settings but are still ours; every other MINIREPO_* is a typo.
+ENV_EXTRA_NAMES = (ENV_PREFIX + "CONFIG",)
+TOML_TYPES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Turn a TOML or environment value into the type of the setting's default.
+def _toml_type(value: object) -> str:
+    return TOML_TYPES.get(type(value), "a date or time")
 
-    Environment values and flags arrive as text; TOML values must already have the right
-    type (a list or table where a string belongs is a mistake, not something to `str()`).
+
+def _from_toml(name: str, value: Any) -> Any:
+    """A TOML value already has a type, and it must be the setting's: `port = "8093"` is
+    refused, not read as a number, so a file means one thing whoever reads it.
     """
     default = FIELDS[name].default
+    if name in SIZES or name in WHOLE_SECONDS or name in SECONDS:
+        if isinstance(value, str) and not value.strip()[-1:].isalpha():
+            raise ValueError(f"{value!r} is a string without a unit; write it without quotes")
+        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            raise ValueError(f"{value!r} is {_toml_type(value)}, not a number or a quantity")
+        return _from_text(name, value)
+    expected = type(default) if not isinstance(default, Path) else str
+    if type(value) is not expected:
+        raise ValueError(f"{value!r} is {_toml_type(value)}, not {TOML_TYPES[expected]}")
+    return _from_text(name, value)
+
+
+def _from_text(name: str, value: Any) -> Any:
+    """An environment value (text), a flag (text or already typed) or a checked TOML value."""
+    default = FIELDS[name].default
+    if name in SIZES:
+        return parse_size(value)
+    if name in SECONDS or name in WHOLE_SECONDS:
+        seconds = parse_duration(value)
+        if name in SECONDS:
+            return seconds
+        if not seconds.is_integer():
+            raise ValueError(f"{value!r} is not a whole number of seconds")
+        return int(seconds)
+    if isinstance(default, bool):  # before int: a bool is an int to Python
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"{value!r} is not a boolean ({'/'.join(TRUE_WORDS + FALSE_WORDS)})")
+        return word in TRUE_WORDS
+    if isinstance(default, Path):
+        if not isinstance(value, (str, Path)):
+            raise ValueError(f"{value!r} is not a path")
+        return Path(value).expanduser()
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip().replace("_", ""))
+            except ValueError:
+                pass
+        raise ValueError(f"{value!r} is not an integer")
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _coerce(name: str, value: object, *, from_toml: bool) -> Any:
+    """Turn a TOML, environment or flag value into the setting's type, or say why not."""
     try:
-        if isinstance(value, (bool, list, dict)):
-            raise TypeError(value)
-        if isinstance(default, Path):
-            if not isinstance(value, (str, Path)):
-                raise TypeError(value)
-            return Path(value).expanduser()
-        if isinstance(default, int):
-            if isinstance(value, float):
-                raise TypeError(value)
-            return int(str(value).strip().replace("_", ""))
-        if isinstance(default, float):
-            number = float(str(value).strip()) if isinstance(value, str) else float(value)
-            if not math.isfinite(number):
-                raise ValueError(value)
-            return number
-        if not isinstance(value, str):
-            raise TypeError(value)
-        return value
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"Setting {name!r} has an invalid value: {value!r}") from exc
+        return _from_toml(name, value) if from_toml else _from_text(name, value)
+    except ValueError as exc:
+        raise UserError(f"Setting {name!r} has an invalid value: {exc}") from exc
 
 
 POSITIVE = (
@@ -120,7 +184,6 @@ POSITIVE = (
     "login_failure_limit",
     "login_failure_window",
 )
-NOT_NEGATIVE = ("auth_cache_seconds", "busy_timeout", "page_cache_seconds")
 
 
 def _check_hash_method(method: str) -> None:
@@ -146,6 +209,15 @@ def _check_hash_method(method: str) -> None:
     )
 
 
+def _check_database_url(url: str) -> None:
+    """Refuse an unknown scheme, without echoing the URL: it may carry a password."""
+    if url and not (url.startswith(DATABASE_SCHEMES) and url not in DATABASE_SCHEMES):
+        raise UserError(
+            "Setting 'database' must be empty (the SQLite file in the data folder) or a URL "
+            "starting with sqlite:///, postgresql:// or postgres://, followed by the database"
+        )
+
+
 def _validate(settings: Settings) -> Settings:
     if settings.read not in READ_MODES:
         raise UserError(f"Setting 'read' must be one of {', '.join(READ_MODES)}")
@@ -154,20 +226,26 @@ def _validate(settings: Settings) -> Settings:
     for name in POSITIVE:
         if getattr(settings, name) <= 0:
             raise UserError(f"Setting {name!r} must be positive")
-    for name in NOT_NEGATIVE:
-        if getattr(settings, name) < 0:
-            raise UserError(f"Setting {name!r} must not be negative")
     if not settings.host.strip():
         raise UserError("Setting 'host' must not be empty (use 0.0.0.0 for every interface)")
+    _check_database_url(settings.database)
     if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
         raise UserError("Setting 'public_url' must start with http:// or https://")
     repo = settings.default_repository
-    if not REPO_NAME_RE.match(repo) or repo in RESERVED_REPO_NAMES:
+    if not names.is_repository_name(repo):
         raise UserError(f"Setting 'default_repository' is not a usable repository name: {repo!r}")
     if settings.log_level.lower() not in LOG_LEVELS:
         raise UserError(f"Setting 'log_level' must be one of {', '.join(LOG_LEVELS)}")
     _check_hash_method(settings.password_hash)
     return settings
+
+
+def _did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """A hint for a misspelt name; the shared `prefix` is left out of the comparison, or
+    every MINIREPO_ name would look close to every other.
+    """
+    close = difflib.get_close_matches(word.removeprefix(prefix), choices, n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -178,30 +256,53 @@ def read_file(path: Path) -> dict[str, Any]:
         raise UserError(f"Cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"Config file {path} is not valid TOML: {exc}") from exc
-    unknown = sorted(set(table) - set(FIELDS))
+    unknown = [key + _did_you_mean(key.lower(), FIELDS) for key in sorted(set(table) - set(FIELDS))]
     if unknown:
-        raise UserError(f"Unknown setting(s) in {path}: {', '.join(unknown)}")
+        plural = "s" if len(unknown) > 1 else ""
+        raise UserError(f"Unknown setting{plural} in {path}: {', '.join(unknown)}")
     return table
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings given as `MINIREPO_*` variables; an empty value counts as unset.
+
+    A variable with our prefix that names no setting is refused like an unknown TOML key:
+    `MINIREPO_PROT=9000` silently ignored would leave the server on the wrong port.
+    """
+    names = {ENV_PREFIX + name.upper(): name for name in FIELDS}
+    known = [*names, *ENV_EXTRA_NAMES]
+    suffixes = [key.removeprefix(ENV_PREFIX) for key in known]
+    unknown = [
+        key + _did_you_mean(key.upper(), suffixes, ENV_PREFIX)
+        for key in sorted(environ)
+        if key.startswith(ENV_PREFIX) and key not in known
+    ]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise UserError(f"Unknown environment variable{plural} {', '.join(unknown)}")
+    return {name: environ[key] for key, name in names.items() if environ.get(key)}
 
 
 def load(
     path: Path | None, environ: Mapping[str, str], flags: Mapping[str, Any] | None = None
 ) -> Settings:
-    """Build the settings, later layers winning; `None` flags are ignored."""
-    values: dict[str, Any] = {}
+    """Build the settings, later layers winning; `None` flags are ignored.
+
+    TOML values must have the setting's type; environment values are text and flags text
+    or already typed, so those two are converted.
+    """
+    env_values = _read_environment(environ)
     env_path = environ.get(ENV_PREFIX + "CONFIG")
     config_path = path or (Path(env_path) if env_path else None)
-    if config_path is not None:
-        values.update(read_file(config_path))
-    for name in FIELDS:
-        env_value = environ.get(ENV_PREFIX + name.upper())
-        if env_value:
-            values[name] = env_value
-    for name, value in (flags or {}).items():
-        if value is not None:
-            values[name] = value
-    coerced = {name: _coerce(name, value) for name, value in values.items()}
-    return _validate(Settings(**coerced))
+    # Every layer's values are checked, even those a later layer overrides: a mistake is
+    # reported where it was made, not when the override is removed.
+    table = read_file(config_path) if config_path is not None else {}
+    coerced = {name: _coerce(name, value, from_toml=True) for name, value in table.items()}
+    for layer in (env_values, flags or {}):
+        for name, value in layer.items():
+            if value is not None:
+                coerced[name] = _coerce(name, value, from_toml=False)
+    return _validate(Settings(**coerced, explicit=frozenset(coerced)))
 
 
 def from_environment(flags: Mapping[str, Any] | None = None, path: Path | None = None) -> Settings:
