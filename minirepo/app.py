@@ -12,9 +12,10 @@ from flask import Flask, Request, Response, current_app, g, request
 from minirepo import auth, errors, views
 from minirepo.config import Settings
 from minirepo.db import is_disk_full, is_locked
-from minirepo.fastpath import FastPages
+from minirepo.fastpath import FastPages, PathTokens
+from minirepo.services.container import Services
+from minirepo.services.datafolder import DataFolder, open_for_serving
 from minirepo.services.index import Index
-from minirepo.services.maintenance import DataFolder, open_data
 from minirepo.services.upload import SpoolFile, UploadService
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,15 @@ class MinirepoRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> IO[bytes]:
-        folder: DataFolder = current_app.extensions["minirepo.data"]
-        spool = SpoolFile(folder.store, folder.settings.max_upload_size)
+        services: Services = current_app.extensions["minirepo"]
+        spool = SpoolFile(services.folder.store, services.settings.max_upload_size)
         self.environ.setdefault("minirepo.spools", []).append(spool)
         return cast("IO[bytes]", spool)
 
 
 def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
-    folder = folder or open_data(settings)
+    """The app for one data folder; without `folder` it is opened (and created) here."""
+    folder = folder or open_for_serving(settings)
     app = Flask(__name__, static_folder=None)
     app.request_class = MinirepoRequest
     # Never redirect between the spellings of one endpoint: clients refuse redirected POSTs.
@@ -51,13 +53,13 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.max_metadata_size,
         MAX_FORM_PARTS=1000,
     )
-    app.extensions["minirepo.settings"] = settings
-    app.extensions["minirepo.data"] = folder
     index = Index(settings, folder.store)
     authenticator = auth.Authenticator(settings, folder.secret)
-    app.extensions["minirepo.index"] = index
-    app.extensions["minirepo.uploads"] = UploadService(
-        folder.store, settings.max_metadata_size, settings.test_fault
+    app.extensions["minirepo"] = Services(
+        settings=settings,
+        folder=folder,
+        index=index,
+        uploads=UploadService(folder.store, settings.max_metadata_size, settings.test_fault),
     )
     auth.init_app(app, authenticator)
     errors.init_app(app)
@@ -65,7 +67,8 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     app.teardown_request(_discard_spools)
     for blueprint in views.BLUEPRINTS:
         app.register_blueprint(blueprint)
-    app.wsgi_app = FastPages(app.wsgi_app, index, authenticator)  # type: ignore[method-assign]
+    pages = FastPages(app.wsgi_app, index, authenticator)
+    app.wsgi_app = folder.database.wsgi(PathTokens(pages))  # type: ignore[method-assign,assignment]
     return app
 
 

@@ -18,46 +18,41 @@ import time
 
 import peewee
 from flask import Flask, current_app, g, request
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from minirepo import models
 from minirepo.config import Settings
-from minirepo.errors import Forbidden, TooManyRequests, Unauthorized
-from minirepo.permissions import PERMISSIONS, Action, Principal, RepoInfo, may
+from minirepo.credentials import (
+    MAX_PASSWORD_LENGTH,
+    TOKEN_USERNAME,
+    hash_password,
+    is_known_hash,
+    is_token,
+    token_digest,
+    verify_password,
+)
+from minirepo.db import rows, write_transaction
+from minirepo.errors import Forbidden, RepositoryNotFound, TooManyRequests, Unauthorized
+from minirepo.permissions import (
+    PERMISSIONS,
+    ROLES,
+    Action,
+    Principal,
+    ProjectInfo,
+    Repo,
+    refusal,
+    replace_refusal,
+)
 
 log = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "mr-"  # noqa: S105 - a prefix, not a secret
-TOKEN_USERNAME = "__token__"  # noqa: S105 - a user name
-MAX_PASSWORD_LENGTH = 4096
 MAX_USER_LENGTH = 200
-KNOWN_HASH_METHODS = ("scrypt:", "pbkdf2:")
-LAST_USED_INTERVAL = 60.0
+LAST_USED_INTERVAL = 3600.0  # `last_used` is written at most once an hour per token
 # Bounds on the in-memory tables, so random user names or addresses cannot grow them.
 MAX_LIMITER_KEYS = 10_000
 MAX_CACHED_LOGINS = 10_000
-
-
-def token_digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def hash_password(password: str, method: str) -> str:
-    return generate_password_hash(password, method=method)
-
-
-def is_known_hash(stored: str) -> bool:
-    return stored.startswith(KNOWN_HASH_METHODS)
-
-
-def verify_password(stored: str, password: str) -> bool:
-    """False, not a 500, for hashes werkzeug cannot read (imported or foreign ones)."""
-    if not is_known_hash(stored):
-        return False
-    try:
-        return check_password_hash(stored, password)
-    except ValueError:
-        return False
+# An address may fail this many times the per-account limit before it is locked as a
+# whole: enough for a few colleagues' typos behind one address, not for a spray of users.
+ADDRESS_LIMIT_FACTOR = 3
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:
@@ -77,7 +72,11 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 
 
 class FailureLimiter:
-    """Counts failed logins per user and per address in a sliding window, in memory."""
+    """Counts failed logins per key in a sliding window, in memory (per process by design).
+
+    Times are wall-clock, so `minirepo user unlock` (a time stored on the account) can tell
+    which failures it forgave.
+    """
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
@@ -85,28 +84,32 @@ class FailureLimiter:
         self._failures: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, *keys: str) -> None:
-        keys = tuple(key for key in keys if key in self._failures)
-        if not keys:
+    def check(self, key: str, limit: int, since: float = 0.0) -> None:
+        """Raise 429 when `key` failed `limit` times in the window (and after `since`)."""
+        if key not in self._failures:
             return  # the common case, on every authenticated request: no lock needed
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
-            for key in keys:
-                times = self._prune(key, now)
-                if len(times) >= self.limit:
-                    retry = max(1, int(times[0] + self.window - now) + 1)
-                    raise TooManyRequests("Too many failed logins; try again later", retry)
+            times = self._prune(key, now)
+            recent = [moment for moment in times if moment > since]
+            if len(recent) >= limit:
+                retry = max(1, int(recent[-limit] + self.window - now) + 1)
+                raise TooManyRequests("Too many failed logins; try again later", retry)
 
-    def record(self, *keys: str) -> None:
-        now = time.monotonic()
+    def record(self, key: str) -> bool:
+        """Count a failure; True when it is the first of its window (worth an audit line)."""
+        now = time.time()
         with self._lock:
             if len(self._failures) >= MAX_LIMITER_KEYS:
                 self._sweep(now)
-            for key in keys:
-                times = self._prune(key, now)
-                times.append(now)
-                if len(times) == self.limit:
-                    log.warning("login locked out for %s after %d failures", key, self.limit)
+            times = self._prune(key, now)
+            times.append(now)
+            return len(times) == 1
+
+    def count(self, key: str) -> int:
+        """Failures of `key` in the window (for the lockout's log line)."""
+        with self._lock:
+            return len(self._prune(key, time.time())) if key in self._failures else 0
 
     def _prune(self, key: str, now: float) -> collections.deque[float]:
         times = self._failures.setdefault(key, collections.deque())
@@ -132,8 +135,15 @@ class _Proven:
     cache_expiry: float
     version: int
     token_expires: datetime.datetime | None
-    login: str | None
+    login: str | None  # the account name of a password login (lockout applies)
+    unlocked_at: float
     principal: Principal
+
+
+def _epoch(value: datetime.datetime | None) -> float:
+    if value is None:
+        return 0.0
+    return value.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 class Authenticator:
@@ -156,11 +166,16 @@ class Authenticator:
             self._dummy = hash_password("not a real password", self.settings.password_hash)
         return self._dummy
 
-    def authenticate(self, header: str | None, remote_addr: str) -> Principal | None:
-        """None for anonymous callers; raises Unauthorized for wrong credentials."""
+    def authenticate(
+        self, header: str | None, remote_addr: str, *, read_only: bool = False
+    ) -> Principal | None:
+        """None for anonymous callers; raises Unauthorized for wrong credentials.
+
+        `read_only`: the credentials came in the URL path, where only read tokens count.
+        """
         if not header:
             return None
-        cached = self.cached(header, remote_addr)
+        cached = self.cached(header, remote_addr, read_only=read_only)
         if cached is not None:
             return cached
         credentials = parse_basic(header)
@@ -168,31 +183,36 @@ class Authenticator:
             return None
         user, password = credentials
         version = models.read_counter(models.AUTH_COUNTER)
-        token_expires = None
-        if password.startswith(TOKEN_PREFIX):
-            principal, token_expires = self._check_token(user, password)
+        if is_token(password):
+            principal, token_expires = self._check_token(user, password, read_only=read_only)
+            proven = _Proven(0.0, version, token_expires, None, 0.0, principal)
+        elif read_only:
+            raise Unauthorized("Only read tokens are accepted in the URL path")
         else:
-            principal = self._check_password(user, password, remote_addr)
-        login = None if password.startswith(TOKEN_PREFIX) else user
-        self._remember(header, _Proven(0.0, version, token_expires, login, principal))
+            principal, unlocked_at = self._check_password(user, password, remote_addr)
+            proven = _Proven(0.0, version, None, user, unlocked_at, principal)
+        self._remember(header, proven)
         return principal
 
-    def cached(self, header: str, remote_addr: str) -> Principal | None:
+    def cached(self, header: str, remote_addr: str, *, read_only: bool = False) -> Principal | None:
         """The principal these credentials proved recently, or None: never any slow work.
 
-        A hit costs one tiny read of the `auth` counter, which every revocation, disable and
-        password change bumps, so those count at once, in every process. A password login
-        under lockout is refused even when cached (429).
+        A hit costs one tiny read of the `auth` counter (itself cached for a quarter of a
+        second), which every revocation, grant, disable, unlock and password change bumps,
+        so those count at once, in every process. A password login under lockout is
+        refused even when cached (429).
         """
         entry = self._principals.get(self._mac(header))
         if entry is None or entry.cache_expiry <= time.monotonic():
             return None
         if entry.token_expires is not None and entry.token_expires <= models.utcnow():
             return None
-        if entry.login is not None:
-            self.limiter.check(f"user:{entry.login.lower()}", f"addr:{remote_addr}")
+        if read_only and entry.principal.token_permission is not Action.READ:
+            return None  # the slow path refuses it with the reason
         if entry.version != models.read_counter(models.AUTH_COUNTER):
-            return None
+            return None  # an unlock, too, must be read again
+        if entry.login is not None:
+            self._check_lockout(entry.login, remote_addr, entry.unlocked_at)
         return entry.principal
 
     def _mac(self, text: str) -> bytes:
@@ -206,7 +226,9 @@ class Authenticator:
         expiry = time.monotonic() + self.settings.auth_cache_seconds
         self._principals[self._mac(header)] = dataclasses.replace(proven, cache_expiry=expiry)
 
-    def _check_token(self, user: str, secret: str) -> tuple[Principal, datetime.datetime | None]:
+    def _check_token(
+        self, user: str, secret: str, *, read_only: bool
+    ) -> tuple[Principal, datetime.datetime | None]:
         token = (
             models.Token.select(models.Token, models.User)
             .join(models.User)
@@ -222,20 +244,49 @@ class Authenticator:
             or user not in (TOKEN_USERNAME, token.user.name)
         ):
             raise Unauthorized("Invalid or expired API token")
+        permission = PERMISSIONS.get(token.permission, Action.READ)
+        if read_only and permission is not Action.READ:
+            raise Unauthorized(
+                f"token {token.prefix} is not a read token: only read tokens work in the URL path"
+            )
         self._touch(token.id)
-        principal = Principal(
-            user_id=token.user.id,
-            name=token.user.name,
-            is_admin=token.user.is_admin,
-            permission=PERMISSIONS.get(token.permission, Action.READ),
-            repositories=_split(token.repositories),
-            projects=_split(token.projects),
+        repositories = (
+            models.TokenRepository.select(models.Repository.id, models.Repository.name)
+            .join(models.Repository)
+            .where(models.TokenRepository.token == token.id)
+            .tuples()
+        )
+        projects = models.TokenProject.select(models.TokenProject.normalized).where(
+            models.TokenProject.token == token.id
+        )
+        principal = self._principal(
+            token.user,
+            token_permission=permission,
+            token_repositories={int(rid): str(name) for rid, name in rows(repositories)},
+            token_projects=frozenset(row.normalized for row in projects),
             token_prefix=token.prefix,
         )
         return principal, token.expires
 
+    def _principal(self, account: models.User, **token: object) -> Principal:
+        """The account's rights now: its grants (one query), narrowed by its token."""
+        query = (
+            models.Grant.select(models.Grant.repository, models.Grant.role)
+            .where(models.Grant.user == account.id)
+            .tuples()
+        )
+        grants = {int(repo_id): ROLES[role] for repo_id, role in rows(query) if role in ROLES}
+        return Principal(
+            user_id=account.id,
+            name=account.name,
+            is_admin=account.is_admin,
+            package_admin=account.is_admin and self.settings.admin_package_access,
+            grants=grants,
+            **token,  # type: ignore[arg-type]
+        )
+
     def _touch(self, token_id: int) -> None:
-        """Record `last_used` at most once a minute per token: no write per request."""
+        """Record `last_used` at most once an hour per token: no write per request."""
         now = time.monotonic()
         if now - self._last_used.get(token_id, -LAST_USED_INTERVAL) < LAST_USED_INTERVAL:
             return
@@ -248,32 +299,59 @@ class Authenticator:
             # Bookkeeping only: a busy database must not turn a good request into a 503.
             log.info("could not record last use of a token: %s", exc)
 
-    def _check_password(self, user: str, password: str, remote_addr: str) -> Principal:
+    def _check_lockout(self, user: str, remote_addr: str, unlocked_at: float) -> None:
+        """Per (account, address) and per address, never per account alone: nobody can lock
+        a colleague out from another machine. Tokens are never locked."""
+        limit = self.settings.login_failure_limit
+        self.limiter.check(f"addr:{remote_addr}", limit * ADDRESS_LIMIT_FACTOR)
+        self.limiter.check(f"user:{user.lower()}\0{remote_addr}", limit, since=unlocked_at)
+
+    def _record_failure(self, user: str, remote_addr: str) -> None:
+        limit = self.settings.login_failure_limit
+        address, account = f"addr:{remote_addr}", f"user:{user.lower()}\0{remote_addr}"
+        if self.limiter.record(account):
+            _audit_failed_login(user, remote_addr)
+        self.limiter.record(address)
+        if self.limiter.count(account) == limit:
+            log.warning(
+                "login of %r from %s locked out after %d failures", user, remote_addr, limit
+            )
+        if self.limiter.count(address) == limit * ADDRESS_LIMIT_FACTOR:
+            log.warning(
+                "logins from %s locked out after %d failures",
+                remote_addr,
+                limit * ADDRESS_LIMIT_FACTOR,
+            )
+
+    def _check_password(
+        self, user: str, password: str, remote_addr: str
+    ) -> tuple[Principal, float]:
         """One KDF run per check whoever `user` is; the cache skips it, never the row.
 
         The account row is read on every request (one indexed lookup, like a token), so a
         disabled account, a new password or a lost admin right count at once, not after
         the cache expires.
         """
-        keys = (f"user:{user.lower()}", f"addr:{remote_addr}")
-        self.limiter.check(*keys)
         if len(password) > MAX_PASSWORD_LENGTH or len(user) > MAX_USER_LENGTH:
-            self.limiter.record(*keys)
+            self._check_lockout(user[:MAX_USER_LENGTH], remote_addr, 0.0)
+            self._record_failure(user[:MAX_USER_LENGTH], remote_addr)
             raise Unauthorized("Invalid username or password")
         account = models.User.get_or_none(models.User.name == user)
+        unlocked_at = _epoch(account.unlocked_at) if account is not None else 0.0
+        self._check_lockout(user, remote_addr, unlocked_at)
         cache_key = self._mac(f"{user}\0{password}")
         # pip and uv open several connections at once with the same credentials: let one
         # of them run the KDF while the others wait for its cached result.
         with self._stripes[cache_key[0] % len(self._stripes)]:
-            return self._verify_password(account, password, cache_key, keys)
+            if not self._verify_password(account, password, cache_key):
+                self._record_failure(user, remote_addr)
+                raise Unauthorized("Invalid username or password")
+        assert account is not None  # noqa: S101 - _verify_password is False without one
+        return self._principal(account), unlocked_at
 
     def _verify_password(
-        self,
-        account: models.User | None,
-        password: str,
-        cache_key: bytes,
-        keys: tuple[str, str],
-    ) -> Principal:
+        self, account: models.User | None, password: str, cache_key: bytes
+    ) -> bool:
         cached = self._verified.get(cache_key)
         from_cache = (
             account is not None
@@ -290,23 +368,24 @@ class Authenticator:
             known = is_known_hash(stored)
             is_valid = verify_password(stored if known else self._dummy_hash(), password) and known
         if account is None or not is_valid or account.disabled:
-            self.limiter.record(*keys)
-            raise Unauthorized("Invalid username or password")
+            return False
         if not from_cache:
             if len(self._verified) >= MAX_CACHED_LOGINS:
                 self._verified.clear()
             expiry = time.monotonic() + self.settings.auth_cache_seconds
             self._verified[cache_key] = (expiry, account.password_hash)
-        return Principal(
-            user_id=account.id,
-            name=account.name,
-            is_admin=account.is_admin,
-            permission=Action.ADMIN if account.is_admin else Action.UPLOAD,
-        )
+        return True
 
 
-def _split(text: str) -> frozenset[str]:
-    return frozenset(item for item in text.split(",") if item)
+def _audit_failed_login(user: str, remote_addr: str) -> None:
+    """One audit line per account and address per window, not per attempt."""
+    try:
+        with write_transaction():
+            models.Event.create(
+                actor=user[:MAX_USER_LENGTH], action="login failed", remote_addr=remote_addr
+            )
+    except peewee.OperationalError as exc:
+        log.info("could not record a failed login: %s", exc)
 
 
 def init_app(app: Flask, authenticator: Authenticator) -> None:
@@ -318,17 +397,36 @@ def current_principal() -> Principal | None:
     if "principal" not in g:
         authenticator: Authenticator = current_app.extensions["minirepo.auth"]
         g.principal = authenticator.authenticate(
-            request.headers.get("Authorization"), request.remote_addr or ""
+            request.headers.get("Authorization"),
+            request.remote_addr or "",
+            read_only=bool(request.environ.get(PATH_TOKEN_KEY)),
         )
     principal: Principal | None = g.principal
     return principal
 
 
-def require(action: Action, repo: RepoInfo, project: str | None = None) -> Principal | None:
-    """401 for anonymous callers (so pip and uv try keyring and netrc), 403 otherwise."""
+def require(
+    action: Action, repo: Repo, project: ProjectInfo | str | None = None
+) -> Principal | None:
+    """401 for anonymous callers (so pip and uv try keyring and netrc), 404 for a
+    repository the caller may not know exists, 403 with the reason otherwise."""
     principal = current_principal()
-    if may(principal, action, repo, project):
+    refused = refusal(principal, action, repo, project)
+    if refused is None:
         return principal
     if principal is None:
         raise Unauthorized("Authentication required")
-    raise Forbidden(f"User {principal.name!r} may not {action.name.lower()} in {repo.name!r}")
+    if refused.hidden:
+        raise RepositoryNotFound(repo.name)
+    raise Forbidden(refused.reason)
+
+
+# Set on the WSGI environ by the path-token layer: the credentials came in the URL.
+PATH_TOKEN_KEY = "minirepo.path_token"  # noqa: S105 - an environ key
+
+
+def require_replace(repo: Repo, project: ProjectInfo) -> None:
+    principal = current_principal()
+    refused = replace_refusal(principal, repo, project) if principal is not None else None
+    if refused is not None:
+        raise Forbidden(refused.reason)

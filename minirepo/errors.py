@@ -6,9 +6,10 @@ body, so every refusal carries the same one-line reason in both (CLIENTS.md, tra
 
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Flask, Response
+from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -49,6 +50,14 @@ class Forbidden(MinirepoError):
 
 class NotFound(MinirepoError):
     status = 404
+
+
+class RepositoryNotFound(NotFound):
+    """The one answer for a repository that is missing and for one the caller may not
+    read: the same words, so private repository names can't be probed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No repository named {name!r}")
 
 
 class FileExists(MinirepoError):
@@ -103,10 +112,17 @@ def one_line(text: str) -> str:
     return cleaned[:400]
 
 
+API_PREFIX = "/-/api/"
+
+
 def to_response(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    """Answer with `reason` as the reason phrase and as the plain-text body."""
+    """Answer with `reason` as the reason phrase and as the body: plain text, or
+    `{"error": reason}` for the JSON API."""
     phrase = one_line(reason)
-    response = Response(phrase + "\n", mimetype="text/plain")
+    if has_request_context() and request.path.startswith(API_PREFIX):
+        response = Response(json.dumps({"error": phrase}) + "\n", mimetype="application/json")
+    else:
+        response = Response(phrase + "\n", mimetype="text/plain")
     response.status = f"{status} {phrase}"
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -10,6 +10,7 @@ which renders, authenticates and fills the caches, so the two paths cannot disag
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -17,9 +18,9 @@ from typing import Any
 
 import peewee
 
-from minirepo.auth import Authenticator
+from minirepo.auth import PATH_TOKEN_KEY, Authenticator
 from minirepo.errors import MinirepoError
-from minirepo.permissions import Action, may
+from minirepo.permissions import Action, listing_filter, may
 from minirepo.services.index import Index
 from minirepo.views.simple import negotiate, page_answer
 
@@ -60,7 +61,11 @@ class FastPages:
         try:
             repo = self.index.repo(repo_name)
             principal = (
-                self.authenticator.cached(header, environ.get("REMOTE_ADDR", ""))
+                self.authenticator.cached(
+                    header,
+                    environ.get("REMOTE_ADDR", ""),
+                    read_only=bool(environ.get(PATH_TOKEN_KEY)),
+                )
                 if header
                 else None
             )
@@ -71,7 +76,8 @@ class FastPages:
         if not may(principal, Action.READ, repo, project):
             return None
         kind = negotiate(environ.get("HTTP_ACCEPT"))
-        page = self.index.cached_page(repo, project or "", kind)
+        only = listing_filter(principal, project)
+        page = self.index.cached_page(repo, project or "", kind, only)
         if page is None:
             return None
         return page_answer(
@@ -81,3 +87,29 @@ class FastPages:
             environ.get("HTTP_ACCEPT_ENCODING"),
             environ.get("HTTP_IF_NONE_MATCH"),
         )
+
+
+_PATH_TOKEN = re.compile(r"/-/t/(?P<token>mr-[A-Za-z0-9_-]{8,200})(?P<rest>/.*)")
+
+
+class PathTokens:
+    """`/-/t/<token>/...` for CI and Docker builds where Basic auth is awkward: the token
+    becomes the request's credentials and the path the plain one, so the links (relative)
+    keep the prefix. Only read tokens count there (the authenticator checks), and the
+    token never reaches a log line: every log names the rewritten path."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        match = _PATH_TOKEN.fullmatch(path) if path.startswith("/-/t/") else None
+        if match is not None and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            credentials = base64.b64encode(f"__token__:{match['token']}".encode()).decode()
+            environ["HTTP_AUTHORIZATION"] = f"Basic {credentials}"
+            environ["PATH_INFO"] = match["rest"]
+            environ["RAW_URI"] = environ["REQUEST_URI"] = match["rest"]
+            environ[PATH_TOKEN_KEY] = True
+        return self.app(environ, start_response)

@@ -1,6 +1,7 @@
 """Peewee models: repositories, projects, releases, files, users, tokens, the audit log.
 
-Never imports Flask, so the CLI and the server share it.
+Never imports Flask, so the CLI and the server share it. Every change to these classes is
+a new schema version with its migration step in `schema.py`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 
 import peewee
 
-from minirepo.db import COUNTER_MAX_AGE, counters, database, write_transaction
+from minirepo.db import COUNTER_MAX_AGE, current, database
 
 
 def utcnow() -> datetime.datetime:
@@ -27,9 +28,22 @@ class BaseModel(peewee.Model):
 
 class Repository(BaseModel):
     name = peewee.CharField(unique=True)
+    kind = peewee.CharField(default="hosted")
     description = peewee.TextField(default="")
     read = peewee.CharField(default="anonymous")
+    overwrite = peewee.CharField(default="never")
+    default_role = peewee.CharField(default="none")
     generation = peewee.IntegerField(default=0)
+    created = peewee.DateTimeField(default=utcnow)
+
+
+class User(BaseModel):
+    name = peewee.CharField(unique=True)
+    password_hash = peewee.CharField(default="")
+    is_admin = peewee.BooleanField(default=False)
+    disabled = peewee.BooleanField(default=False)
+    # Failed logins before this time no longer count (`minirepo user unlock`).
+    unlocked_at = peewee.DateTimeField(null=True)
     created = peewee.DateTimeField(default=utcnow)
 
 
@@ -37,10 +51,33 @@ class Project(BaseModel):
     repository = peewee.ForeignKeyField(Repository, backref="projects", on_delete="CASCADE")
     name = peewee.CharField()
     normalized = peewee.CharField()
+    # Its first uploader; kept when they are disabled, until `project set-owner`.
+    owner = peewee.ForeignKeyField(User, null=True, on_delete="SET NULL")
     created = peewee.DateTimeField(default=utcnow)
 
     class Meta:
         indexes = ((("repository", "normalized"), True),)
+
+
+class ProjectMaintainer(BaseModel):
+    """Accounts the owner lets upload to the project (not yank, delete or manage it)."""
+
+    project = peewee.ForeignKeyField(Project, backref="maintainers", on_delete="CASCADE")
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("project", "user"), True),)
+
+
+class Grant(BaseModel):
+    """A user's role in one repository: reader, uploader or owner."""
+
+    user = peewee.ForeignKeyField(User, backref="grants", on_delete="CASCADE")
+    repository = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    role = peewee.CharField()
+
+    class Meta:
+        indexes = ((("user", "repository"), True),)
 
 
 class Release(BaseModel):
@@ -54,14 +91,6 @@ class Release(BaseModel):
 
     class Meta:
         indexes = ((("project", "canonical_version"), True),)
-
-
-class User(BaseModel):
-    name = peewee.CharField(unique=True)
-    password_hash = peewee.CharField(default="")
-    is_admin = peewee.BooleanField(default=False)
-    disabled = peewee.BooleanField(default=False)
-    created = peewee.DateTimeField(default=utcnow)
 
 
 class File(BaseModel):
@@ -103,28 +132,62 @@ class UsedFilename(BaseModel):
         indexes = ((("repository", "filename"), True),)
 
 
+class Tombstone(BaseModel):
+    """A deleted or replaced file: its name stays burned and its blob is still referenced
+    (by key, shared across repositories) until garbage collection counts no live row."""
+
+    repository = peewee.CharField()  # the name: the repository itself may be gone
+    project = peewee.CharField()
+    filename = peewee.CharField()
+    storage_key = peewee.CharField(index=True)
+    sha256 = peewee.CharField(max_length=64)
+    size = peewee.BigIntegerField()
+    reason = peewee.CharField()
+    actor = peewee.CharField(default="")
+    deleted_at = peewee.DateTimeField(default=utcnow)
+
+
 class Token(BaseModel):
     user = peewee.ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
     secret_sha256 = peewee.CharField(max_length=64, unique=True)
     prefix = peewee.CharField()
     description = peewee.TextField(default="")
     permission = peewee.CharField(default="upload")
-    repositories = peewee.TextField(default="")
-    projects = peewee.TextField(default="")
     expires = peewee.DateTimeField(null=True)
     last_used = peewee.DateTimeField(null=True)
     revoked = peewee.BooleanField(default=False)
     created = peewee.DateTimeField(default=utcnow)
 
 
+class TokenRepository(BaseModel):
+    """One repository a token is limited to; none means every repository."""
+
+    token = peewee.ForeignKeyField(Token, backref="repository_scope", on_delete="CASCADE")
+    repository = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("token", "repository"), True),)
+
+
+class TokenProject(BaseModel):
+    """One project (normalized name) a token is limited to; none means every project."""
+
+    token = peewee.ForeignKeyField(Token, backref="project_scope", on_delete="CASCADE")
+    normalized = peewee.CharField()
+
+    class Meta:
+        indexes = ((("token", "normalized"), True),)
+
+
 class Event(BaseModel):
-    time = peewee.DateTimeField(default=utcnow)
+    time = peewee.DateTimeField(default=utcnow, index=True)
     actor = peewee.CharField(default="")
     action = peewee.CharField()
     repository = peewee.CharField(default="")
     project = peewee.CharField(default="")
     filename = peewee.CharField(default="")
     remote_addr = peewee.CharField(default="")
+    detail = peewee.TextField(default="")
 
 
 class Counter(BaseModel):
@@ -134,19 +197,31 @@ class Counter(BaseModel):
     value = peewee.IntegerField(default=0)
 
 
+class SchemaVersion(BaseModel):
+    """One row: the schema version this database is at (see `schema.py`)."""
+
+    version = peewee.IntegerField()
+
+
 AUTH_COUNTER = "auth"
 
 MODELS = (
     Repository,
-    Project,
-    Release,
     User,
+    Project,
+    ProjectMaintainer,
+    Grant,
+    Release,
     File,
     FileMetadata,
     UsedFilename,
+    Tombstone,
     Token,
+    TokenRepository,
+    TokenProject,
     Event,
     Counter,
+    SchemaVersion,
 )
 
 
@@ -160,7 +235,7 @@ def bump_counter(name: str) -> None:
 
 def forget_counters() -> None:
     """Drop the values this process trusts, so a change it committed counts here at once."""
-    counters.forget()
+    current().counters.forget()
 
 
 def wait_counter_in_force() -> None:
@@ -170,10 +245,4 @@ def wait_counter_in_force() -> None:
 
 def read_counter(name: str) -> int:
     """The counter's value, read from the database at most every COUNTER_MAX_AGE."""
-    return counters.read(name)
-
-
-def create_schema() -> None:
-    """One transaction: a statement each would cost the first start a sync per table."""
-    with write_transaction():
-        database.create_tables(MODELS, safe=True)
+    return current().counters.read(name)

@@ -13,10 +13,15 @@ from types import FrameType
 import click
 import waitress
 
-from minirepo import waitress_fixes
+from minirepo import models, waitress_fixes
 from minirepo.app import create_app
 from minirepo.config import Settings
-from minirepo.services.maintenance import ADMIN_NAME, create_first_admin, open_data
+from minirepo.services.datafolder import (
+    ADMIN_NAME,
+    ServeLock,
+    create_first_admin,
+    open_for_serving,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,13 @@ def configure_logging(level: str) -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
-def first_start_banner(settings: Settings, token: str) -> str:
+def index_is_public(settings: Settings) -> bool:
+    """What the database says of the default repository (the setting may be unset)."""
+    row = models.Repository.get(models.Repository.name == settings.default_repository)
+    return bool(row.read == "anonymous")
+
+
+def first_start_banner(settings: Settings, token: str, is_public: bool = True) -> str:
     """The copy-paste lines printed once, with the real URL and the admin's token.
 
     When reading needs credentials the install lines carry the token in the URL, so that
@@ -55,7 +66,7 @@ def first_start_banner(settings: Settings, token: str) -> str:
     parts = urllib.parse.urlsplit(base)
     host = parts.hostname or ""
     index_url = f"{base}simple/"
-    if settings.read == "authenticated":
+    if not is_public:
         index_url = urllib.parse.urlunsplit(
             parts._replace(netloc=f"__token__:{token}@{parts.netloc}", path=f"{parts.path}simple/")
         )
@@ -68,7 +79,7 @@ def first_start_banner(settings: Settings, token: str) -> str:
         f"    {token}",
         "",
     ]
-    if settings.read == "authenticated":
+    if not is_public:
         lines.append("Reading needs credentials (read = authenticated); they are in the URLs.")
     lines += [
         "Install from it:",
@@ -111,7 +122,16 @@ def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
     limit_malloc_arenas()
     waitress_fixes.install()
-    folder = open_data(settings, first_start=True)
+    lock = ServeLock(settings.data)
+    lock.acquire()
+    try:
+        _serve(settings)
+    finally:
+        lock.release()
+
+
+def _serve(settings: Settings) -> None:
+    folder = open_for_serving(settings)
     app = create_app(settings, folder)
     server = waitress.create_server(
         app,
@@ -127,9 +147,11 @@ def run(settings: Settings) -> None:
     )
     # Not a create_server() keyword, but read from the shared adjustments at each accept.
     server.adj.socket_options = SOCKET_OPTIONS
-    admin_token = create_first_admin(settings)
+    with folder.database.activated():
+        admin_token = create_first_admin(settings)
+        is_public = index_is_public(settings)
     if admin_token:
-        click.echo(first_start_banner(settings, admin_token))
+        click.echo(first_start_banner(settings, admin_token, is_public))
     click.echo(f"minirepo is serving {settings.base_url} (data in {settings.data})")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, _stop)

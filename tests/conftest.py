@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ from minirepo import models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services import accounts
+from minirepo.services.container import Services
 from tests.helpers.distfactory import Dist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
+
+pytest_plugins = ["tests.helpers.postgres"]
 
 ADMIN_PASSWORD = "admin-password-1"
 
@@ -29,8 +33,13 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Flask:
-    return create_app(settings)
+def app(settings: Settings) -> Iterator[Flask]:
+    """The app, with its database active for the test's own calls (services, models)."""
+    app = create_app(settings)
+    services: Services = app.extensions["minirepo"]
+    with services.folder.database.activated():
+        yield app
+    services.folder.database.close()
 
 
 @pytest.fixture

@@ -1,30 +1,32 @@
-"""Users and API tokens, for the command line and the web alike."""
+"""Users and API tokens, for the command line and the JSON API alike."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import secrets
 
 import peewee
 from packaging.utils import canonicalize_name
 
-from minirepo import models
-from minirepo.auth import MAX_PASSWORD_LENGTH, TOKEN_PREFIX, hash_password, token_digest
-from minirepo.config import REPO_NAME_RE
-from minirepo.db import write_transaction
-from minirepo.dists import NAME_RE
+from minirepo import models, names
+from minirepo.credentials import (
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    NO_PASSWORD,
+    PUBLIC_PREFIX_LENGTH,
+    TOKEN_PREFIX,
+    hash_password,
+    new_token_secret,
+    public_prefix,
+    token_digest,
+)
+from minirepo.db import rows, write_transaction
 from minirepo.errors import UserError
 from minirepo.permissions import PERMISSIONS
+from minirepo.services import audit
 
-MIN_PASSWORD_LENGTH = 8
-# No KDF output looks like this, so no password matches it (and checking one still costs
-# the dummy KDF run). The first admin starts so: a start-up pays no KDF run.
-NO_PASSWORD = "!"  # noqa: S105 - a marker, not a password
-MAX_USER_NAME_LENGTH = 100
 # A hundred years: past that `datetime` overflows, and nobody means it.
-MAX_EXPIRES_DAYS = 36_500
-PREFIX_LENGTH = len(TOKEN_PREFIX) + 8
+MAX_EXPIRES = datetime.timedelta(days=36_500)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +52,13 @@ def get_user(name: str) -> models.User:
     return user
 
 
-def add_user(name: str, password: str | None, *, method: str, admin: bool = False) -> models.User:
+def add_user(
+    name: str, password: str | None, *, method: str, admin: bool = False, actor: str = "cli"
+) -> models.User:
     """Without a password (None) the account logs in with tokens only, until `user passwd`."""
-    if not NAME_RE.match(name) or len(name) > MAX_USER_NAME_LENGTH or name.startswith("__"):
-        raise UserError(f"Invalid user name {name!r}: use letters, digits, '.', '_', '-'")
+    problem = names.user_name_problem(name)
+    if problem:
+        raise UserError(problem)
     if password is None:
         password_hash = NO_PASSWORD
     else:
@@ -65,7 +70,7 @@ def add_user(name: str, password: str | None, *, method: str, admin: bool = Fals
             if same.exists():
                 raise peewee.IntegrityError(name)
             user = models.User.create(name=name, password_hash=password_hash, is_admin=admin)
-            models.Event.create(actor="cli", action="user add", project=name)
+            audit.record(actor, "user add", detail=name + (" (admin)" if admin else ""))
     except peewee.IntegrityError as exc:
         raise UserError(f"User {name!r} already exists") from exc
     return user
@@ -75,7 +80,7 @@ def list_users() -> list[models.User]:
     return list(models.User.select().order_by(models.User.name))
 
 
-def set_password(name: str, password: str, *, method: str) -> None:
+def set_password(name: str, password: str, *, method: str, actor: str = "cli") -> None:
     _check_password(password)
     password_hash = hash_password(password, method)
     with write_transaction():
@@ -83,36 +88,51 @@ def set_password(name: str, password: str, *, method: str) -> None:
         user.password_hash = password_hash
         user.save()
         models.bump_counter(models.AUTH_COUNTER)
-        models.Event.create(actor="cli", action="user passwd", project=name)
+        audit.record(actor, "user passwd", detail=name)
     models.forget_counters()
 
 
-def set_disabled(name: str, disabled: bool) -> None:
+def set_disabled(name: str, disabled: bool, *, actor: str = "cli") -> None:
     with write_transaction():
         user = get_user(name)
         user.disabled = disabled
         user.save()
         models.bump_counter(models.AUTH_COUNTER)
-        models.Event.create(actor="cli", action="user disable", project=name)
+        audit.record(actor, "user disable" if disabled else "user enable", detail=name)
     models.forget_counters()
 
 
-def _repository_scope(repositories: tuple[str, ...]) -> str:
+def unlock(name: str, *, actor: str = "cli") -> None:
+    """Forgive the account's failed logins so far, from every address, in every process."""
+    with write_transaction():
+        user = get_user(name)
+        user.unlocked_at = models.utcnow()
+        user.save()
+        models.bump_counter(models.AUTH_COUNTER)
+        audit.record(actor, "user unlock", detail=name)
+    models.forget_counters()
+
+
+def _repositories(names_given: tuple[str, ...]) -> list[models.Repository]:
     """Existing repositories only: a typo would make a token that works nowhere."""
-    for name in repositories:
-        if not REPO_NAME_RE.match(name):
-            raise UserError(f"Invalid repository name {name!r}")
-        if not models.Repository.select().where(models.Repository.name == name).exists():
+    rows = []
+    for name in sorted(set(names_given)):
+        problem = names.repository_name_problem(name)
+        if problem:
+            raise UserError(problem)
+        row = models.Repository.get_or_none(models.Repository.name == name)
+        if row is None:
             raise UserError(f"No repository named {name!r}")
-    return ",".join(sorted(set(repositories)))
+        rows.append(row)
+    return rows
 
 
-def _project_scope(projects: tuple[str, ...]) -> str:
-    """Normalized names (PEP 503), which is what `may()` compares against."""
+def _projects(projects: tuple[str, ...]) -> list[str]:
+    """Normalized names (PEP 503), which is what the permission rules compare against."""
     for name in projects:
-        if not NAME_RE.match(name) or len(name) > 200:
+        if not names.is_project_name(name):
             raise UserError(f"Invalid project name {name!r}")
-    return ",".join(sorted({canonicalize_name(name) for name in projects}))
+    return sorted({canonicalize_name(name) for name in projects})
 
 
 def create_token(
@@ -121,67 +141,149 @@ def create_token(
     permission: str = "upload",
     repositories: tuple[str, ...] = (),
     projects: tuple[str, ...] = (),
-    expires_days: int | None = None,
+    expires: datetime.timedelta | None = None,
     description: str = "",
+    actor: str = "cli",
 ) -> NewToken:
-    """Make a token; its secret is returned once and only its SHA-256 is stored."""
+    """Make a token; its secret is returned once and only its SHA-256 is stored.
+
+    Its rights are always the intersection of this scope and permission with what its
+    user may do at the time of each request, so an admin token of a non-admin is only
+    as strong as that account.
+    """
     if permission not in PERMISSIONS:
         raise UserError(f"Unknown permission {permission!r}: use read, upload or admin")
-    if expires_days is not None and not 0 < expires_days <= MAX_EXPIRES_DAYS:
-        raise UserError(f"--expires takes a number of days from 1 to {MAX_EXPIRES_DAYS}")
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    prefix = secret[:PREFIX_LENGTH]
-    expires = (
-        None if expires_days is None else models.utcnow() + datetime.timedelta(days=expires_days)
-    )
+    if expires is not None and not datetime.timedelta(0) < expires <= MAX_EXPIRES:
+        raise UserError(f"--expires must be between 1 second and {MAX_EXPIRES.days} days")
+    secret = new_token_secret()
+    prefix = public_prefix(secret)
+    expiry = None if expires is None else models.utcnow() + expires
+    project_names = _projects(projects)
     with write_transaction():
         user = get_user(user_name)
-        if permission == "admin" and not user.is_admin:
-            raise UserError(f"User {user_name!r} is not an admin: no admin token for them")
-        models.Token.create(
+        token = models.Token.create(
             user=user,
             secret_sha256=token_digest(secret),
             prefix=prefix,
             description=" ".join(description.split()),
             permission=permission,
-            repositories=_repository_scope(repositories),
-            projects=_project_scope(projects),
-            expires=expires,
+            expires=expiry,
         )
-        models.Event.create(actor="cli", action="token create", project=user_name)
+        for repo in _repositories(repositories):
+            models.TokenRepository.create(token=token, repository=repo)
+        for normalized in project_names:
+            models.TokenProject.create(token=token, normalized=normalized)
+        audit.record(actor, "token create", detail=f"{prefix} for {user_name} ({permission})")
     return NewToken(secret, prefix)
 
 
-def list_tokens(user_name: str | None = None) -> list[models.Token]:
+@dataclasses.dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    prefix: str
+    user: str
+    permission: str
+    repositories: list[str]
+    projects: list[str]
+    description: str
+    expires: datetime.datetime | None
+    last_used: datetime.datetime | None
+    revoked: bool
+    created: datetime.datetime
+
+    @property
+    def scope(self) -> str:
+        parts = [f"repo:{name}" for name in self.repositories]
+        parts += [f"project:{name}" for name in self.projects]
+        return ",".join(parts) or "all"
+
+    @property
+    def state(self) -> str:
+        if self.revoked:
+            return "revoked"
+        if self.expires is not None and self.expires <= models.utcnow():
+            return "expired"
+        return "active"
+
+
+def list_tokens(user_name: str | None = None) -> list[TokenInfo]:
     query = models.Token.select(models.Token, models.User).join(models.User)
     if user_name is not None:
         get_user(user_name)
         query = query.where(models.User.name == user_name)
-    return list(query.order_by(models.Token.created))
-
-
-def revoke_token(prefix: str) -> int:
-    """Revoke every token whose public prefix is `prefix`; returns how many.
-
-    A whole token (one that leaked, say) works too: it is matched by its SHA-256.
-    """
-    prefix = prefix.strip()
-    if not prefix.startswith(TOKEN_PREFIX) or len(prefix) < PREFIX_LENGTH:
-        raise UserError("Give the token's prefix as `minirepo token list` shows it")
-    if len(prefix) > PREFIX_LENGTH:
-        match = models.Token.secret_sha256 == token_digest(prefix)
-    else:
-        match = models.Token.prefix == prefix
-    with write_transaction():
-        count = (
-            models.Token.update(revoked=True)
-            .where(match & (models.Token.revoked == False))  # noqa: E712
-            .execute()
+    tokens = list(query.order_by(models.Token.created, models.Token.id))
+    ids = [token.id for token in tokens]
+    repos: dict[int, list[str]] = {}
+    scoped = (
+        models.TokenRepository.select(models.TokenRepository.token, models.Repository.name)
+        .join(models.Repository)
+        .where(models.TokenRepository.token.in_(ids))
+    )
+    for token_id, name in rows(scoped.tuples()):
+        repos.setdefault(int(token_id), []).append(str(name))
+    projects: dict[int, list[str]] = {}
+    named = models.TokenProject.select(models.TokenProject.token, models.TokenProject.normalized)
+    for token_id, normalized in rows(named.where(models.TokenProject.token.in_(ids)).tuples()):
+        projects.setdefault(int(token_id), []).append(str(normalized))
+    return [
+        TokenInfo(
+            token.id,
+            token.prefix,
+            token.user.name,
+            token.permission,
+            sorted(repos.get(token.id, [])),
+            sorted(projects.get(token.id, [])),
+            token.description,
+            token.expires,
+            token.last_used,
+            token.revoked,
+            token.created,
         )
-        if count:
-            models.bump_counter(models.AUTH_COUNTER)
-            models.Event.create(actor="cli", action="token revoke", project=prefix[:PREFIX_LENGTH])
+        for token in tokens
+    ]
+
+
+def find_token(handle: str) -> models.Token:
+    """The one token `handle` names: its id, its public prefix, or the whole secret.
+
+    A prefix shared by two tokens is refused rather than guessed.
+    """
+    handle = handle.strip()
+    if handle.isdigit():
+        matches = list(models.Token.select().where(models.Token.id == int(handle)))
+    elif handle.startswith(TOKEN_PREFIX) and len(handle) > PUBLIC_PREFIX_LENGTH:
+        matches = list(
+            models.Token.select().where(models.Token.secret_sha256 == token_digest(handle))
+        )
+    elif handle.startswith(TOKEN_PREFIX) and len(handle) == PUBLIC_PREFIX_LENGTH:
+        matches = list(models.Token.select().where(models.Token.prefix == handle))
+    else:
+        raise UserError(
+            "Give the token's id or prefix as `minirepo token list` shows them, or the token"
+        )
+    if not matches:
+        raise UserError(f"No token {handle[:PUBLIC_PREFIX_LENGTH]!r}")
+    if len(matches) > 1:
+        raise UserError(
+            f"{len(matches)} tokens have the prefix {handle!r}: revoke by id (minirepo token list)"
+        )
+    return matches[0]
+
+
+def revoke_token(handle: str, *, actor: str = "cli", owner: int | None = None) -> str:
+    """Revoke the token `handle` names (see `find_token`); returns its prefix.
+
+    `owner`: when set, only a token of that account may be revoked (the JSON API).
+    """
+    with write_transaction():
+        token = find_token(handle)
+        if owner is not None and token.user.id != owner:
+            raise UserError(f"No token {handle[:PUBLIC_PREFIX_LENGTH]!r}")
+        if token.revoked:
+            raise UserError(f"Token {token.prefix} is already revoked")
+        token.revoked = True
+        token.save()
+        models.bump_counter(models.AUTH_COUNTER)
+        audit.record(actor, "token revoke", detail=token.prefix)
     models.forget_counters()
-    if not count:
-        raise UserError(f"No active token with prefix {prefix[:PREFIX_LENGTH]!r}")
-    return int(count)
+    return str(token.prefix)

@@ -15,19 +15,18 @@ import hashlib
 import html
 import json
 import logging
-import re
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from minirepo import models
+from minirepo import models, names
 from minirepo.config import Settings
-from minirepo.errors import NotFound
-from minirepo.permissions import RepoInfo
+from minirepo.db import rows
+from minirepo.errors import NotFound, RepositoryNotFound
+from minirepo.services.repos import RepoInfo, info_of
 from minirepo.storage import BlobStore
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,6 @@ HTML = "text/html"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 API_VERSION = "1.1"
-REPO_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
-RESERVED_REPO_NAMES = frozenset({"simple", "files", "pypi", "legacy", "project", "-"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +67,6 @@ class _FileRow:
     upload_time: datetime.datetime
 
 
-def _tuples(query: object) -> list[tuple[Any, ...]]:
-    """Peewee's stubs type `.tuples()` as models; the rows really are tuples."""
-    return list(cast("Iterable[tuple[Any, ...]]", query))
-
-
 def make_page(body: bytes) -> Page:
     return Page(body, gzip.compress(body, compresslevel=6, mtime=0), _etag(body))
 
@@ -99,7 +91,7 @@ class Index:
         self.settings = settings
         self.store = store
         self._repos: dict[str, tuple[float, RepoInfo]] = {}
-        self._pages: dict[tuple[int, str, str], tuple[int, Page]] = {}
+        self._pages: dict[tuple[int, str, str, frozenset[str]], tuple[int, Page]] = {}
         self._lock = threading.Lock()
 
     def repo(self, name: str | None) -> RepoInfo:
@@ -109,12 +101,12 @@ class Index:
         cached = self._repos.get(name)
         if cached is not None and now - cached[0] < self.settings.page_cache_seconds:
             return cached[1]
-        if not REPO_NAME_RE.match(name) or name in RESERVED_REPO_NAMES:
+        if not names.is_repository_name(name):
             raise NotFound("Not found")
         row = models.Repository.get_or_none(models.Repository.name == name)
         if row is None:
-            raise NotFound(f"No repository named {name!r}")
-        info = RepoInfo(row.id, row.name, row.read, row.generation)
+            raise RepositoryNotFound(name)
+        info = info_of(row)
         with self._lock:
             # An upload may have committed and noted its generation between our read and
             # now: never replace that fresh, newer entry with the older row we read.
@@ -139,33 +131,52 @@ class Index:
             updated = dataclasses.replace(repo, generation=generation)
             self._repos[repo.name] = (time.monotonic(), updated)
 
-    def cached_page(self, repo: RepoInfo, project: str, kind: str) -> Page | None:
-        """The page if it is rendered for the repository's current generation, else None."""
-        entry = self._pages.get((repo.id, project, kind))
+    def forget_repo(self, name: str) -> None:
+        """After a change to a repository made in this process: re-read it at once."""
+        with self._lock:
+            self._repos.pop(name, None)
+
+    def cached_page(
+        self, repo: RepoInfo, project: str, kind: str, only: frozenset[str] = frozenset()
+    ) -> Page | None:
+        """The page if it is rendered for the repository's current generation, else None.
+
+        `only`: a project-scoped caller's root page lists just those projects; it is
+        cached under its own key like any other page.
+        """
+        entry = self._pages.get((repo.id, project, kind, only))
         if entry is not None and entry[0] == repo.generation:
             return entry[1]
         return None
 
-    def _store(self, repo: RepoInfo, project: str, kind: str, page: Page) -> Page:
+    def _store(
+        self,
+        repo: RepoInfo,
+        project: str,
+        kind: str,
+        page: Page,
+        only: frozenset[str] = frozenset(),
+    ) -> Page:
         with self._lock:
             if len(self._pages) > 50_000:
                 self._pages.clear()
-            self._pages[(repo.id, project, kind)] = (repo.generation, page)
+            self._pages[(repo.id, project, kind, only)] = (repo.generation, page)
         return page
 
-    def root_page(self, repo: RepoInfo, kind: str) -> Page:
-        page = self.cached_page(repo, "", kind)
+    def root_page(self, repo: RepoInfo, kind: str, only: frozenset[str] = frozenset()) -> Page:
+        """The project list; `only` (normalized names) limits it for a project-scoped token."""
+        page = self.cached_page(repo, "", kind, only)
         if page is not None:
             return page
-        rows = (
-            models.Project.select(models.Project.name, models.Project.normalized)
-            .where(models.Project.repository == repo.id)
-            .order_by(models.Project.normalized)
-            .tuples()
+        query = models.Project.select(models.Project.name, models.Project.normalized).where(
+            models.Project.repository == repo.id
         )
-        projects = [(str(name), str(norm)) for name, norm in _tuples(rows)]
+        if only:
+            query = query.where(models.Project.normalized.in_(sorted(only)))
+        ordered = query.order_by(models.Project.normalized).tuples()
+        projects = [(str(name), str(norm)) for name, norm in rows(ordered)]
         body = _root_json(projects) if kind == JSON_V1 else _root_html(projects)
-        return self._store(repo, "", kind, make_page(body))
+        return self._store(repo, "", kind, make_page(body), only)
 
     def project_page(self, repo: RepoInfo, normalized: str, kind: str) -> Page | None:
         """None when the project does not exist in this repository."""
@@ -205,9 +216,9 @@ class Index:
             .where(models.Release.project == project_id)
             .tuples()
         )
-        rows = [_FileRow(*row) for row in _tuples(query)]
-        rows.sort(key=lambda row: (_version_key(row.version), row.filename))
-        return rows
+        files = [_FileRow(*row) for row in rows(query)]
+        files.sort(key=lambda row: (_version_key(row.version), row.filename))
+        return files
 
     def stored_file(self, repo: RepoInfo, normalized: str, filename: str) -> StoredFile:
         row = (

@@ -3,7 +3,8 @@
 An upload links its blob into place before its rows commit (SECURITY.md D5), so a crash in
 between leaves a blob no row names. It is never served (files are found through rows), and
 the next start moves it to `<data>/quarantine/`, where an operator can still recover it.
-The sweep assumes one server per data folder, which is what the local blob store is for.
+Blobs younger than an hour are left alone: a writer in another process may be about to
+commit them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from minirepo.storage import LocalBlobStore
 log = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+# An upload links its blob before its rows commit; a blob younger than this may belong to
+# a writer in another process that is about to commit, so it is no orphan yet.
+ORPHAN_MIN_AGE = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +39,14 @@ class Problem:
 
 
 def _rows() -> dict[str, tuple[int, str]]:
-    """storage key -> (size, sha256) for every stored file row."""
+    """storage key -> (size, sha256) for every live file row."""
     query = models.File.select(models.File.storage_key, models.File.size, models.File.sha256)
     return {row.storage_key: (row.size, row.sha256) for row in query}
+
+
+def _tombstoned() -> set[str]:
+    """Keys only tombstones name: not orphans, they wait for garbage collection."""
+    return {row.storage_key for row in models.Tombstone.select(models.Tombstone.storage_key)}
 
 
 def _blob_keys(store: LocalBlobStore) -> Iterator[str]:
@@ -60,13 +69,23 @@ def _plain_dirs(folder: Path) -> list[os.DirEntry[str]]:
     return entries
 
 
-def quarantine_orphans(store: LocalBlobStore, quarantine: Path) -> list[str]:
-    """Move blobs that no row names out of `files/`; returns their keys."""
-    known = _rows()
-    moved = []
+def _orphans(store: LocalBlobStore, known: set[str]) -> Iterator[str]:
+    """Keys of blobs no row names, old enough not to be an upload about to commit."""
+    limit = time.time() - ORPHAN_MIN_AGE
     for key in _blob_keys(store):
         if key in known:
             continue
+        try:
+            if store.local_path(key).lstat().st_mtime <= limit:
+                yield key
+        except FileNotFoundError:
+            continue
+
+
+def quarantine_orphans(store: LocalBlobStore, quarantine: Path) -> list[str]:
+    """Move blobs that no row names out of `files/`; returns their keys."""
+    moved = []
+    for key in list(_orphans(store, set(_rows()) | _tombstoned())):
         source = store.local_path(key)
         target = quarantine / f"{int(time.time())}-{key.replace('/', '-')}"
         try:
@@ -95,12 +114,9 @@ def fsck(
     store: LocalBlobStore, *, checksum: bool = True, progress: Callable[[int], None] | None = None
 ) -> list[Problem]:
     """Every row's blob exists with its size (and hash); no orphan blobs; SQLite is sound."""
-    problems = [
-        Problem("database", "minirepo.sqlite3", row[0])
-        for row in db.database.execute_sql("PRAGMA quick_check").fetchall()
-        if row[0] != "ok"
-    ]
+    problems = [Problem("database", db.current().label, text) for text in db.current().check()]
     rows = _rows()
+    tombstoned = _tombstoned()
     for key, (size, sha256) in rows.items():
         path = store.local_path(key)
         if not path.is_file():
@@ -113,8 +129,7 @@ def fsck(
             progress(1)
     problems += [
         Problem("orphan", key, "no row names this file")
-        for key in _blob_keys(store)
-        if key not in rows
+        for key in _orphans(store, set(rows) | tombstoned)
     ]
     return problems
 

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import IO, Any
 
 from packaging.utils import canonicalize_version
@@ -21,7 +22,9 @@ from packaging.utils import canonicalize_version
 from minirepo import dists, models
 from minirepo.db import write_transaction
 from minirepo.errors import FileExists, FilenameBurned, Gone, InvalidUpload, TooLarge
-from minirepo.permissions import Principal, RepoInfo
+from minirepo.permissions import Principal, ProjectInfo
+from minirepo.services import audit, projects
+from minirepo.services.repos import RepoInfo
 from minirepo.storage import LocalBlobStore, blob_key, storage_error
 
 log = logging.getLogger(__name__)
@@ -157,6 +160,12 @@ def check_form(form: UploadForm, metadata_cap: int) -> Checked:
     return Checked(dist, metadata, content)
 
 
+# Called inside the write transaction with the project as it is then (None: new) and
+# whether a file is being replaced, so two accounts racing to create one project can't
+# both pass a check made before the lock. It raises to refuse.
+Authorize = Callable[[ProjectInfo | None, bool], None]
+
+
 class UploadService:
     def __init__(self, store: LocalBlobStore, metadata_cap: int, fault: str = "") -> None:
         self.store = store
@@ -164,23 +173,41 @@ class UploadService:
         self.fault = fault
 
     def publish(
-        self, repo: RepoInfo, checked: Checked, principal: Principal, remote_addr: str
+        self,
+        repo: RepoInfo,
+        checked: Checked,
+        principal: Principal,
+        remote_addr: str,
+        authorize: Authorize,
     ) -> int | None:
-        """Store the file; returns the repository's new generation, None if already stored."""
+        """Store the file; returns the repository's new generation, None if already stored.
+
+        The blob is linked into place before the transaction (no disk work under the
+        database lock); a failed transaction removes it again unless a row names it.
+        """
         checked.content.sync()
-        key = blob_key(checked.content.digest("sha256_digest"), checked.dist.filename)
-        created_blob = False
+        sha256 = checked.content.digest("sha256_digest")
+        if self._existing(repo, checked) == sha256:
+            return None  # the same bytes again: twine retries after a 5xx
+        key = blob_key(sha256, checked.dist.filename)
+        created_blob = self.store.put(checked.content.path, key)
+        if self.fault == "crash-after-publish":
+            os._exit(137)
         try:
             with write_transaction():
-                if self._is_stored_already(repo, checked):
+                replaced = self._check_duplicate(repo, checked)
+                if replaced is _SAME:
                     return None
-                created_blob = self.store.put(checked.content.path, key)
-                if self.fault == "crash-after-publish":
-                    os._exit(137)
+                authorize(
+                    projects.info(repo.id, checked.dist.normalized),
+                    isinstance(replaced, models.File),
+                )
+                if isinstance(replaced, models.File):
+                    _tombstone(repo, replaced, principal.name, "replaced")
                 self._insert_rows(repo, checked, principal, remote_addr, key)
                 generation = _bump_generation(repo.id)
         except BaseException:
-            if created_blob:
+            if created_blob and not _is_referenced(key):
                 self.store.delete(key)
             raise
         log.info(
@@ -192,17 +219,36 @@ class UploadService:
         )
         return generation
 
-    def _is_stored_already(self, repo: RepoInfo, checked: Checked) -> bool:
-        filename = checked.dist.filename
-        existing = (
+    def _existing(self, repo: RepoInfo, checked: Checked) -> str | None:
+        """The sha256 of a live file of this name in `repo`, read without the lock."""
+        row = (
             models.File.select(models.File.sha256)
-            .where((models.File.repository == repo.id) & (models.File.filename == filename))
+            .where(
+                (models.File.repository == repo.id)
+                & (models.File.filename == checked.dist.filename)
+            )
             .first()
+        )
+        if row is None:
+            return None
+        if not repo.allows_overwrite and row.sha256 != checked.content.digest("sha256_digest"):
+            raise FileExists(f"File already exists: {checked.dist.filename} (with other contents)")
+        return str(row.sha256)
+
+    def _check_duplicate(self, repo: RepoInfo, checked: Checked) -> object:
+        """_SAME, the file row to replace (`overwrite = allow`), or None for a new name."""
+        filename = checked.dist.filename
+        existing = models.File.get_or_none(
+            (models.File.repository == repo.id) & (models.File.filename == filename)
         )
         if existing is not None:
             if hmac.compare_digest(existing.sha256, checked.content.digest("sha256_digest")):
-                return True
-            raise FileExists(f"File already exists: {filename} (with other contents)")
+                return _SAME
+            if not repo.allows_overwrite:
+                raise FileExists(f"File already exists: {filename} (with other contents)")
+            return existing
+        if repo.allows_overwrite:
+            return None
         burned = models.UsedFilename.get_or_none(
             (models.UsedFilename.repository == repo.id) & (models.UsedFilename.filename == filename)
         )
@@ -211,7 +257,7 @@ class UploadService:
                 f"File already exists: {filename} was used by a deleted file; "
                 "use a different version"
             )
-        return False
+        return None
 
     def _insert_rows(
         self, repo: RepoInfo, checked: Checked, principal: Principal, remote_addr: str, key: str
@@ -220,7 +266,10 @@ class UploadService:
         project = models.Project.get_or_none(
             (models.Project.repository == repo.id) & (models.Project.normalized == dist.normalized)
         ) or models.Project.create(
-            repository=repo.id, normalized=dist.normalized, name=metadata.name
+            repository=repo.id,
+            normalized=dist.normalized,
+            name=metadata.name,
+            owner=principal.user_id,
         )
         canonical = canonicalize_version(metadata.version)
         release = models.Release.get_or_none(
@@ -251,15 +300,57 @@ class UploadService:
         )
         if advertised:
             models.FileMetadata.create(file=stored, content=metadata.raw)
-        models.UsedFilename.create(repository=repo.id, filename=dist.filename)
-        models.Event.create(
-            actor=principal.name,
-            action="upload",
+        if (
+            not models.UsedFilename.select()
+            .where(
+                (models.UsedFilename.repository == repo.id)
+                & (models.UsedFilename.filename == dist.filename)
+            )
+            .exists()
+        ):
+            models.UsedFilename.create(repository=repo.id, filename=dist.filename)
+        audit.record(
+            principal.name,
+            "upload",
             repository=repo.name,
             project=dist.normalized,
             filename=dist.filename,
+            detail=f"sha256={stored.sha256}",
             remote_addr=remote_addr,
         )
+
+
+_SAME = object()
+
+
+def _tombstone(repo: RepoInfo, stored: models.File, actor: str, reason: str) -> None:
+    models.Tombstone.create(
+        repository=repo.name,
+        project=stored.release.project.normalized,
+        filename=stored.filename,
+        storage_key=stored.storage_key,
+        sha256=stored.sha256,
+        size=stored.size,
+        reason=reason,
+        actor=actor,
+    )
+    audit.record(
+        actor,
+        "replace",
+        repository=repo.name,
+        project=stored.release.project.normalized,
+        filename=stored.filename,
+        detail=f"old sha256={stored.sha256}",
+    )
+    stored.delete_instance(recursive=True)
+
+
+def _is_referenced(key: str) -> bool:
+    """Whether a row still names the blob (blobs are shared by key across repositories)."""
+    return (
+        models.File.select().where(models.File.storage_key == key).exists()
+        or models.Tombstone.select().where(models.Tombstone.storage_key == key).exists()
+    )
 
 
 def _bump_generation(repo_id: int) -> int:

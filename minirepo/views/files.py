@@ -16,16 +16,15 @@ import hashlib
 from typing import Any
 
 from flask import Blueprint, Response, request
-from packaging.utils import canonicalize_name
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.http import parse_range_header
 from werkzeug.wsgi import wrap_file
 
-from minirepo import auth, errors
-from minirepo.dists import NAME_RE
+from minirepo import auth, errors, names
 from minirepo.errors import NotFound
-from minirepo.permissions import Action, RepoInfo
-from minirepo.views.common import index
+from minirepo.permissions import Action
+from minirepo.services.repos import RepoInfo
+from minirepo.views.common import index, repository
 
 bp = Blueprint("files", __name__)
 
@@ -33,12 +32,15 @@ IMMUTABLE = "max-age=31536000, immutable"
 
 
 def _cache_control(repo: RepoInfo) -> str:
-    return ("public, " if repo.is_public else "private, ") + IMMUTABLE
+    """Immutable, unless the repository lets owners replace a file under its name: then
+    the URL stays and the bytes change, so caches must revalidate (by ETag)."""
+    scope = "public, " if repo.is_public else "private, "
+    return scope + ("no-cache" if repo.allows_overwrite else IMMUTABLE)
 
 
 def _canonical_project_or_404(project: str) -> str:
     """File URLs carry the normalized name; any other spelling is not a file URL."""
-    if len(project) > 200 or not NAME_RE.match(project) or canonicalize_name(project) != project:
+    if names.normalized_project(project) != project:
         raise NotFound("Not found")
     return project
 
@@ -46,7 +48,7 @@ def _canonical_project_or_404(project: str) -> str:
 @bp.get("/files/<project>/<filename>", defaults={"repo": None})
 @bp.get("/<repo>/files/<project>/<filename>")
 def download(repo: str | None, project: str, filename: str) -> Response:
-    info = index().repo(repo)
+    info = repository(repo)
     project = _canonical_project_or_404(project)
     auth.require(Action.READ, info, project)
     if filename.endswith(".metadata"):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
-from packaging.utils import canonicalize_name
 from werkzeug.http import parse_accept_header, parse_etags
 
-from minirepo import auth
-from minirepo.dists import NAME_RE
+from minirepo import auth, names
 from minirepo.errors import NotFound
-from minirepo.permissions import Action, RepoInfo
+from minirepo.permissions import Action, listing_filter
 from minirepo.services.index import HTML, HTML_V1, JSON_V1, Page
-from minirepo.views.common import index
+from minirepo.services.repos import RepoInfo
+from minirepo.views.common import index, repository
 
 bp = Blueprint("simple", __name__)
 
@@ -113,16 +112,17 @@ def redirect_to(location: str) -> Response:
 
 
 def normalize_or_404(project: str) -> str:
-    if not NAME_RE.match(project) or len(project) > 200:
+    normalized = names.normalized_project(project)
+    if normalized is None:
         raise NotFound("Not found")
-    return canonicalize_name(project)
+    return normalized
 
 
 def existing_project(repo: RepoInfo, project: str, kind: str) -> tuple[str, Page]:
     """(normalized name, its page) after the read check; 404 for names not in `repo`.
 
     Every redirect to a project page goes through here, so none is sent for a name that
-    does not exist (A9) and none is built from anything but the canonical name (A1).
+    does not exist and none is built from anything but the canonical name.
     """
     normalized = normalize_or_404(project)
     auth.require(Action.READ, repo, normalized)
@@ -135,10 +135,11 @@ def existing_project(repo: RepoInfo, project: str, kind: str) -> tuple[str, Page
 @bp.get("/simple/", defaults={"repo": None})
 @bp.get("/<repo>/simple/")
 def root(repo: str | None) -> Response:
-    info = index().repo(repo)
-    auth.require(Action.READ, info)
+    info = repository(repo)
+    principal = auth.require(Action.READ, info)
     kind = negotiate(request.headers.get("Accept"))
-    return _page_response(index().root_page(info, kind), kind, info)
+    page = index().root_page(info, kind, listing_filter(principal, None))
+    return _page_response(page, kind, info)
 
 
 @bp.get("/simple/<project>/", defaults={"repo": None})
@@ -146,7 +147,7 @@ def root(repo: str | None) -> Response:
 @bp.get("/+simple/<project>/", defaults={"repo": None})
 @bp.get("/<repo>/+simple/<project>/")
 def project_page(repo: str | None, project: str) -> Response:
-    info = index().repo(repo)
+    info = repository(repo)
     kind = negotiate(request.headers.get("Accept"))
     normalized, page = existing_project(info, project, kind)
     if normalized != project:
@@ -157,6 +158,6 @@ def project_page(repo: str | None, project: str) -> Response:
 @bp.get("/simple/<project>", defaults={"repo": None})
 @bp.get("/<repo>/simple/<project>")
 def project_without_slash(repo: str | None, project: str) -> Response:
-    info = index().repo(repo)
+    info = repository(repo)
     normalized, _ = existing_project(info, project, negotiate(request.headers.get("Accept")))
     return redirect_to(f"{normalized}/")

@@ -1,7 +1,7 @@
 """The legacy upload API (`:action=file_upload`), on every URL spelling clients use.
 
 A POST is never redirected: twine, poetry, pdm and hatch refuse redirects and flit turns
-them into a GET that "succeeds" with nothing uploaded (CLIENTS.md, trap 1).
+them into a GET that "succeeds" with nothing uploaded.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from werkzeug.exceptions import ClientDisconnected
 
 from minirepo import auth
 from minirepo.errors import InvalidUpload
-from minirepo.permissions import Action
+from minirepo.permissions import Action, ProjectInfo
 from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, UploadForm, check_form
-from minirepo.views.common import index, settings, uploads
+from minirepo.views.common import index, repository, settings, uploads
 
 bp = Blueprint("upload", __name__)
 
@@ -46,12 +46,17 @@ def read_form() -> UploadForm:
 @bp.post("/<repo>/legacy")
 @bp.post("/<repo>/legacy/")
 def upload(repo: str | None) -> Response:
-    info = index().repo(repo)
-    auth.require(Action.UPLOAD, info)
+    info = repository(repo)
+    principal = auth.require(Action.UPLOAD, info)  # before the body is read
+    assert principal is not None  # noqa: S101 - uploads are never anonymous (refusal())
     checked = check_form(read_form(), settings().max_metadata_size)
-    principal = auth.require(Action.UPLOAD, info, checked.dist.normalized)
-    assert principal is not None  # noqa: S101 - uploads are never anonymous (may())
-    generation = uploads().publish(info, checked, principal, request.remote_addr or "")
+
+    def authorize(project: ProjectInfo | None, replacing: bool) -> None:
+        auth.require(Action.UPLOAD, info, project or checked.dist.normalized)
+        if replacing and project is not None:
+            auth.require_replace(info, project)
+
+    generation = uploads().publish(info, checked, principal, request.remote_addr or "", authorize)
     if generation is not None:
         index().note_generation(info, generation)
     return Response("OK\n", mimetype="text/plain")

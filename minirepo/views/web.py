@@ -6,6 +6,7 @@ pip and uv then ask for `/<repo>/<project>/` with the simple `Accept` (CLIENTS.m
 
 from __future__ import annotations
 
+import contextlib
 import html
 
 from flask import Blueprint, Response, request
@@ -14,7 +15,7 @@ from minirepo import auth
 from minirepo.errors import NotFound
 from minirepo.permissions import Action
 from minirepo.services.index import HTML
-from minirepo.views.common import index, settings
+from minirepo.views.common import index, repository, settings
 from minirepo.views.simple import existing_project, negotiate, redirect_to
 
 bp = Blueprint("web", __name__)
@@ -35,16 +36,17 @@ def _html(body: str) -> Response:
 
 @bp.get("/", defaults={"repo": None})
 @bp.get("/<repo>/")
-def repository(repo: str | None) -> Response:
+def repository_page(repo: str | None) -> Response:
     try:
         info = index().repo(repo)
     except NotFound:
         kind = negotiate(request.headers.get("Accept"))
         if repo is not None and kind != HTML:
             # `/<name>/` with no such repository: a project of the default one, if it exists.
-            normalized, _ = existing_project(index().repo(None), repo, kind)
-            return redirect_to(f"../simple/{normalized}/")
-        raise
+            with contextlib.suppress(NotFound):
+                normalized, _ = existing_project(index().repo(None), repo, kind)
+                return redirect_to(f"../simple/{normalized}/")
+        info = repository(repo)  # the answer for a missing repository: 401 or 404
     auth.require(Action.READ, info)
     base = settings().base_url.rstrip("/")
     prefix = "" if repo is None else f"/{info.name}"
@@ -72,7 +74,7 @@ def misplaced_index(repo: str, project: str) -> Response:
     kind = negotiate(request.headers.get("Accept"))
     if kind == HTML:
         raise NotFound("Not found")
-    normalized, _ = existing_project(index().repo(repo), project, kind)
+    normalized, _ = existing_project(repository(repo), project, kind)
     return redirect_to(f"../simple/{normalized}/")
 
 

@@ -142,7 +142,7 @@ def wait_answering(
             proc.wait(timeout=pause)
         except subprocess.TimeoutExpired:
             continue
-        raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()}")
+        raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n{log.read_text()}")
     raise RuntimeError(f"{url} did not answer within {timeout}s:\n{log.read_text()}")
 
 
@@ -154,7 +154,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 def running_server(
     data: Path,
     settings: dict[str, str] | None = None,
-    preexec_fn: Callable[[], None] | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Iterator[Server]:
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()

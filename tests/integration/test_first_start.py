@@ -117,7 +117,8 @@ def test_banner_with_public_url() -> None:
 
 def test_banner_when_reading_needs_credentials() -> None:
     token = "mr-" + "t" * 43
-    banner = first_start_banner(Settings(read="authenticated", port=9000), token)
+    # Whether the default repository is public is read from the database by `serve`.
+    banner = first_start_banner(Settings(port=9000), token, is_public=False)
     url = f"http://__token__:{token}@127.0.0.1:9000/simple/"
     assert f"pip install --index-url {url} --trusted-host 127.0.0.1 PACKAGE" in banner
     assert f"uv pip install --index-url {url} PACKAGE" in banner

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from minirepo import auth, db, models
+from minirepo import auth, credentials, db, models
 from minirepo.app import create_app
 from minirepo.auth import Authenticator, parse_basic
 from minirepo.config import Settings
-from minirepo.errors import Unauthorized
+from minirepo.errors import TooManyRequests, Unauthorized
 from minirepo.services import accounts
 from tests.conftest import ADMIN_PASSWORD, basic, post_upload, token_auth
 from tests.helpers.serverproc import FAST_HASH
@@ -31,16 +31,23 @@ PRIVATE_URL = "/simple/"
 @pytest.fixture
 def private_settings(tmp_path: Path) -> Settings:
     return Settings(
-        data=tmp_path / "private", password_hash=FAST_HASH, read="authenticated", threads=1
+        data=tmp_path / "private",
+        password_hash=FAST_HASH,
+        read="authenticated",
+        threads=1,
+        explicit=frozenset({"read"}),  # `read` shapes the default repository only when set
     )
 
 
 @pytest.fixture
-def private_app(private_settings: Settings) -> Flask:
+def private_app(private_settings: Settings) -> Iterator[Flask]:
     app = create_app(private_settings)
-    accounts.add_user("alice", ALICE_PASSWORD, method=FAST_HASH)
-    accounts.add_user("bob", BOB_PASSWORD, method=FAST_HASH)
-    return app
+    database = app.extensions["minirepo"].folder.database
+    with database.activated():
+        accounts.add_user("alice", ALICE_PASSWORD, method=FAST_HASH)
+        accounts.add_user("bob", BOB_PASSWORD, method=FAST_HASH)
+        yield app
+    database.close()
 
 
 @pytest.fixture
@@ -57,22 +64,23 @@ def alice_token(private_app: Flask) -> str:
 def kdf_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every run of werkzeug's verifier, recorded by the hash it ran against."""
     calls: list[str] = []
-    real = auth.check_password_hash
+    real = credentials.check_password_hash
 
     def counting(stored: str, password: str) -> bool:
         calls.append(stored)
         return real(stored, password)
 
-    monkeypatch.setattr(auth, "check_password_hash", counting)
+    monkeypatch.setattr(credentials, "check_password_hash", counting)
     return calls
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Move the limiter's and the cache's clock forward without sleeping."""
+    """Move the limiter's (wall) and the cache's (monotonic) clocks forward without sleeping."""
     offset = [0.0]
-    real = auth.time.monotonic
-    monkeypatch.setattr(auth.time, "monotonic", lambda: real() + offset[0])
+    real_monotonic, real_time = auth.time.monotonic, auth.time.time
+    monkeypatch.setattr(auth.time, "monotonic", lambda: real_monotonic() + offset[0])
+    monkeypatch.setattr(auth.time, "time", lambda: real_time() + offset[0])
     return offset
 
 
@@ -184,12 +192,14 @@ def test_token_last_used_is_recorded(pclient: FlaskClient, alice_token: str) -> 
 def test_token_project_scope_on_upload(client: FlaskClient, admin: str, wheel: Path) -> None:
     """Case 31: a token for project A may not upload project B; a read token may not upload."""
     accounts.add_user("carol", "carol-password-1", method=FAST_HASH)
-    other = accounts.create_token("carol", projects=("other-project",)).secret
-    response = post_upload(client, other, wheel)
+    other = accounts.create_token("carol", projects=("other-project",))
+    response = post_upload(client, other.secret, wheel)
     assert response.status_code == 403, response.status
-    reader = accounts.create_token("carol", permission="read").secret
-    response = post_upload(client, reader, wheel)
+    assert f"token {other.prefix} is scoped to project other-project" in response.status
+    reader = accounts.create_token("carol", permission="read")
+    response = post_upload(client, reader.secret, wheel)
     assert response.status_code == 403, response.status
+    assert f"token {reader.prefix} is read-only" in response.status
     right = accounts.create_token("carol", projects=("Demo_Pkg",)).secret
     response = post_upload(client, right, wheel)
     assert response.status_code == 200, response.status
@@ -348,8 +358,14 @@ def test_parse_basic() -> None:
 # --- failure limit --------------------------------------------------------------------------
 
 
-def fail_until_locked(client: FlaskClient, users: Callable[[int], str], addr: str) -> None:
-    for attempt in range(10):
+LIMIT = Settings().login_failure_limit
+ADDRESS_LIMIT = LIMIT * auth.ADDRESS_LIMIT_FACTOR
+
+
+def fail_until_locked(
+    client: FlaskClient, users: Callable[[int], str], addr: str, count: int = LIMIT
+) -> None:
+    for attempt in range(count):
         assert_401(get(client, basic(users(attempt), "wrong-password"), addr=addr))
 
 
@@ -359,30 +375,41 @@ def assert_429(response: TestResponse, window: int = 300) -> None:
 
 
 def test_lockout_for_one_user(pclient: FlaskClient, kdf_calls: list[str]) -> None:
-    """Case 29: the 11th attempt is 429 and even the right password is refused."""
+    """Case 29: the 11th attempt from that address is 429, even with the right password."""
     fail_until_locked(pclient, lambda attempt: "alice", addr="10.0.0.9")
     calls = len(kdf_calls)
-    assert_429(get(pclient, basic("alice", "wrong-password"), addr="10.1.0.1"))
-    assert_429(get(pclient, basic("alice", ALICE_PASSWORD), addr="10.1.0.2"))
-    assert len(kdf_calls) == calls  # a locked account costs no KDF run
-    # other users and tokens are not affected
-    assert get(pclient, basic("bob", BOB_PASSWORD), addr="10.1.0.3").status_code == 200
+    assert_429(get(pclient, basic("alice", "wrong-password"), addr="10.0.0.9"))
+    assert_429(get(pclient, basic("alice", ALICE_PASSWORD), addr="10.0.0.9"))
+    assert len(kdf_calls) == calls  # a locked login costs no KDF run
+    # other users from that address, and tokens, are not affected
+    assert get(pclient, basic("bob", BOB_PASSWORD), addr="10.0.0.9").status_code == 200
     token = accounts.create_token("alice", permission="read").secret
-    assert get(pclient, token_auth(token), addr="10.1.0.4").status_code == 200
+    assert get(pclient, token_auth(token), addr="10.0.0.9").status_code == 200
+
+
+def test_lockout_is_never_per_account_alone(pclient: FlaskClient) -> None:
+    """Failures from one address cannot lock the account out from another machine."""
+    fail_until_locked(pclient, lambda attempt: "alice", addr="10.0.0.9")
+    assert_429(get(pclient, basic("alice", ALICE_PASSWORD), addr="10.0.0.9"))
+    assert get(pclient, basic("alice", ALICE_PASSWORD), addr="10.1.0.1").status_code == 200
+    assert_401(get(pclient, basic("alice", "wrong-password"), addr="10.1.0.2"))
 
 
 def test_lockout_of_a_cached_login(pclient: FlaskClient) -> None:
-    assert get(pclient, basic("alice", ALICE_PASSWORD)).status_code == 200
+    assert get(pclient, basic("alice", ALICE_PASSWORD), addr="10.2.0.1").status_code == 200
     fail_until_locked(pclient, lambda attempt: "alice", addr="10.2.0.1")
-    assert_429(get(pclient, basic("alice", ALICE_PASSWORD)))
+    assert_429(get(pclient, basic("alice", ALICE_PASSWORD), addr="10.2.0.1"))
 
 
 def test_lockout_spread_across_users_from_one_address(pclient: FlaskClient) -> None:
-    fail_until_locked(pclient, lambda attempt: f"user{attempt}", addr="10.3.0.1")
-    assert_429(get(pclient, basic("alice", ALICE_PASSWORD), addr="10.3.0.1"))
+    """An address is locked as a whole after 3x the per-account limit, spread over users."""
+    fail_until_locked(pclient, lambda attempt: f"user{attempt}", "10.3.0.1", ADDRESS_LIMIT - 1)
+    assert get(pclient, basic("alice", ALICE_PASSWORD), addr="10.3.0.1").status_code == 200
+    assert_401(get(pclient, basic("user-last", "wrong-password"), addr="10.3.0.1"))
+    assert_429(get(pclient, basic("bob", BOB_PASSWORD), addr="10.3.0.1"))
     assert_429(get(pclient, basic("someone-new", "x" * 10), addr="10.3.0.1"))
     # the same account from another address is fine
-    assert get(pclient, basic("alice", ALICE_PASSWORD), addr="10.3.0.2").status_code == 200
+    assert get(pclient, basic("bob", BOB_PASSWORD), addr="10.3.0.2").status_code == 200
 
 
 def test_refused_requests_are_not_counted(pclient: FlaskClient, clock: list[float]) -> None:
@@ -400,9 +427,23 @@ def test_lockout_limiter_forgets_old_keys(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(auth, "MAX_LIMITER_KEYS", 50)
     limiter = auth.FailureLimiter(limit=10, window=300)
     for number in range(500):
-        limiter.record(f"user:{number}")
+        assert limiter.record(f"user:{number}")  # each key's first failure in its window
     assert len(limiter._failures) <= 50
-    limiter.check("user:499")  # recent keys are kept (one failure: not locked)
+    assert not limiter.record("user:499")
+    limiter.check("user:499", 10)  # recent keys are kept (two failures: not locked)
+    with pytest.raises(TooManyRequests):
+        limiter.check("user:499", 2)
+
+
+def test_lockout_is_logged_once(pclient: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Case 29: one `locked out` log line when the limit is reached, not one per attempt."""
+    caplog.set_level(logging.INFO, logger="minirepo")
+    fail_until_locked(pclient, lambda attempt: "alice", addr="10.5.0.1")
+    for _ in range(3):
+        assert_429(get(pclient, basic("alice", "wrong-password"), addr="10.5.0.1"))
+    locked = [record for record in caplog.records if "locked out" in record.getMessage()]
+    assert len(locked) == 1, caplog.text
+    assert locked[0].levelno == logging.WARNING
 
 
 def test_authenticator_anonymous(private_app: Flask, private_settings: Settings) -> None:

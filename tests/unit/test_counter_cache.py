@@ -12,7 +12,7 @@ from minirepo import db, models
 
 def _bump_elsewhere(app: Flask) -> None:
     """What `minirepo token revoke` does from its own process: a commit on another connection."""
-    path = app.extensions["minirepo.settings"].database_path
+    path = app.extensions["minirepo"].settings.database_path
     with sqlite3.connect(path) as other:
         other.execute("UPDATE counter SET value = value + 1 WHERE name = ?", (models.AUTH_COUNTER,))
 
@@ -48,13 +48,14 @@ def test_a_read_in_flight_during_a_forget_is_not_kept(
     app: Flask, clock: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A value read before a commit must not be cached after the committer's forget."""
-    real_connection = db.database.obj.connection
+    handle = db.current().handle
+    real_execute_sql = handle.execute_sql
 
-    def connection_then_commit() -> sqlite3.Connection:
-        connection = real_connection()
+    def commit_then_execute_sql(*args: object, **kwargs: object) -> object:
         models.forget_counters()  # another thread commits and forgets mid-read
-        return connection
+        return real_execute_sql(*args, **kwargs)
 
-    monkeypatch.setattr(db.database.obj, "connection", connection_then_commit)
-    db.counters.read(models.AUTH_COUNTER)
-    assert models.AUTH_COUNTER not in db.counters.values
+    monkeypatch.setattr(handle, "execute_sql", commit_then_execute_sql)
+    counters = db.current().counters
+    counters.read(models.AUTH_COUNTER)
+    assert models.AUTH_COUNTER not in counters.values

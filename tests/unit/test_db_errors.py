@@ -65,29 +65,32 @@ def test_a_writer_waits_in_the_queue_not_in_sqlite(tmp_path: Path) -> None:
     100 ms between tries and keeps no queue), is what orders writers in one process.
     Without the queue, its BEGIN IMMEDIATE fails at once with "database is locked".
     """
-    create_app(Settings(data=tmp_path / "data", password_hash=FAST_HASH))
+    app = create_app(Settings(data=tmp_path / "data", password_hash=FAST_HASH))
+    database = app.extensions["minirepo"].folder.database
     holding, queued = threading.Event(), threading.Event()
     failures: list[BaseException] = []
 
     def holder() -> None:
-        with db.write_transaction():
-            models.bump_counter("test")
-            holding.set()
-            queued.wait(timeout=30)
-            time.sleep(0.2)  # let the other writer reach the queue; passing never needs it
-        db.database.obj.close()
-
-    def waiter() -> None:
-        holding.wait(timeout=30)
-        db.database.execute_sql("PRAGMA busy_timeout = 0")  # SQLite itself would not wait
-        queued.set()
-        try:
+        with database.activated():
             with db.write_transaction():
                 models.bump_counter("test")
-        except peewee.OperationalError as exc:
-            failures.append(exc)
-        finally:
-            db.database.obj.close()
+                holding.set()
+                queued.wait(timeout=30)
+                time.sleep(0.2)  # let the other writer reach the queue; passing never needs it
+            db.current().handle.close()
+
+    def waiter() -> None:
+        with database.activated():
+            holding.wait(timeout=30)
+            db.current().handle.execute_sql("PRAGMA busy_timeout = 0")  # SQLite would not wait
+            queued.set()
+            try:
+                with db.write_transaction():
+                    models.bump_counter("test")
+            except peewee.OperationalError as exc:
+                failures.append(exc)
+            finally:
+                db.current().handle.close()
 
     threads = [threading.Thread(target=holder), threading.Thread(target=waiter)]
     for thread in threads:
@@ -95,31 +98,35 @@ def test_a_writer_waits_in_the_queue_not_in_sqlite(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert failures == []
-    assert models.Counter.get(models.Counter.name == "test").value == 2
+    with database.activated():
+        assert models.Counter.get(models.Counter.name == "test").value == 2
+    database.close()
 
 
 def test_a_writer_that_waits_past_busy_timeout_gets_locked(
     client: FlaskClient, settings: Settings
 ) -> None:
     """The in-process queue keeps the busy_timeout bound: past it, the 503 path."""
+    database = db.current()
     holding, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with db.write_transaction():
-            holding.set()
-            release.wait(timeout=30)
-        db.database.obj.close()
+        with database.activated():
+            with db.write_transaction():
+                holding.set()
+                release.wait(timeout=30)
+            database.handle.close()
 
     thread = threading.Thread(target=holder)
     thread.start()
     holding.wait(timeout=30)
-    old_timeout = db.database.obj.timeout
-    db.database.obj._timeout = 0.05
+    old_timeout = database.busy_timeout
+    database.busy_timeout = 0.05  # the queue's wait; SQLite's own is for other processes
     try:
         with pytest.raises(peewee.OperationalError) as info, db.write_transaction():
             pass
     finally:
-        db.database.obj._timeout = old_timeout
+        database.busy_timeout = old_timeout
         release.set()
         thread.join(timeout=30)
     assert db.is_locked(info.value)

@@ -16,6 +16,7 @@ from werkzeug.test import TestResponse
 
 from minirepo import models
 from minirepo.config import Settings
+from tests.conftest import token_auth
 from tests.helpers.distfactory import Dist, make_wheel
 from tests.unit.test_simple_pages import (
     PUBLIC_DISTS,
@@ -327,6 +328,14 @@ def test_quoted_file_url_round_trips(
     ],
 )
 def test_not_found(client: FlaskClient, uploaded: Uploaded, url: str) -> None:
+    if url.startswith("/other/"):  # a missing repository: 401 anonymous, 404 authenticated
+        response, body = get(client, url)
+        assert response.status_code == 401, response.status
+        assert not body.startswith(b"PK")
+        response, body = get(client, url, **token_auth(uploaded.token))
+        assert response.status_code == 404, response.status
+        assert not body.startswith(b"PK")
+        return
     response, body = get(client, url)
     assert response.status_code == 404, response.status
     assert not body.startswith(b"PK")

@@ -32,11 +32,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from minirepo import auth, models
+from minirepo import auth, credentials, models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services import accounts
-from minirepo.services.maintenance import open_data
+from minirepo.services.datafolder import open_for_serving
 from minirepo.services.upload import SpoolFile, UploadService
 from minirepo.storage import blob_key
 from tests.conftest import Snapshot, basic, snapshot, token_auth
@@ -168,7 +168,7 @@ class Env:
         elif kind == "expired":
             past = models.utcnow() - datetime.timedelta(seconds=1)
             models.Token.update(expires=past).where(
-                models.Token.secret_sha256 == auth.token_digest(token)
+                models.Token.secret_sha256 == credentials.token_digest(token)
             ).execute()
         elif kind == "truncated":
             token = token[:-1]
@@ -189,13 +189,48 @@ def session_cookie(app: Flask) -> str:
     return str(serializer.dumps(claims))
 
 
+# Databases made active by `make_env` for the rest of the test (see `_active_databases`).
+_ACTIVE: list[contextlib.ExitStack] = []
+
+
+@pytest.fixture(autouse=True)
+def _active_databases() -> Iterator[None]:
+    """Each env's database stays active (and open) until its test ends."""
+    with contextlib.ExitStack() as stack:
+        _ACTIVE.append(stack)
+        try:
+            yield
+        finally:
+            _ACTIVE.remove(stack)
+
+
 def make_env(tmp_path: Path, **overrides: Any) -> Env:
-    settings = Settings(data=tmp_path / "data", password_hash=FAST_HASH, **overrides)
+    """An app on a new folder; its database is active for the test's own calls."""
+    settings = Settings(
+        data=tmp_path / "data",
+        password_hash=FAST_HASH,
+        explicit=frozenset(overrides),
+        **overrides,
+    )
     app = create_app(settings)
+    database = app.extensions["minirepo"].folder.database
+    _ACTIVE[-1].callback(database.close)
+    _ACTIVE[-1].enter_context(database.activated())
     accounts.add_user(USER, PASSWORD, method=FAST_HASH)
     folder = tmp_path / "dist"
     folder.mkdir()
     return Env(settings, app, app.test_client(), folder, accounts.create_token(USER).secret)
+
+
+def open_data(settings: Settings) -> None:
+    """What `minirepo serve` does when it starts (schema, default repository, sweeps)."""
+    open_for_serving(settings).database.close()
+
+
+def age(path: Path) -> None:
+    """Make a planted blob look old: younger orphans may be an upload about to commit."""
+    old = time.time() - 7200
+    os.utime(path, (old, old))
 
 
 def post(
@@ -801,9 +836,11 @@ def test_extra_proxy_headers_grant_no_read_access(tmp_path: Path) -> None:
 
 
 def test_extra_proxy_headers_do_not_dodge_the_lockout(tmp_path: Path) -> None:
-    """The failure limiter counts the socket's address, not what a header claims."""
+    """The failure limiter counts the socket's address, not what a header claims.
+
+    Failures spread across users lock the address out at 3x the per-user limit."""
     env = make_env(tmp_path, read="authenticated")
-    for attempt in range(env.settings.login_failure_limit):
+    for attempt in range(env.settings.login_failure_limit * auth.ADDRESS_LIMIT_FACTOR):
         claims = {**PROXY_CLAIMS, "X-Forwarded-For": f"10.9.0.{attempt}"}
         response = env.client.get(
             "/simple/",
@@ -901,7 +938,7 @@ def test_extra_planted_directory_symlink_is_not_followed_at_start(tmp_path: Path
     outside = _plant_outside(tmp_path)
     os.symlink(outside, env.settings.data / "files" / "zz")
     before = folder_state(outside)
-    open_data(env.settings, first_start=True)  # what `minirepo serve` does when it starts
+    open_data(env.settings)  # what `minirepo serve` does when it starts
     assert folder_state(outside) == before
 
 
@@ -955,7 +992,8 @@ def test_case26_orphan_with_a_long_filename_is_quarantined_at_start(tmp_path: Pa
     blob = env.settings.data / "files" / key
     blob.parent.mkdir(parents=True)
     blob.write_bytes(data)
-    open_data(env.settings, first_start=True)  # what `minirepo serve` does when it starts
+    age(blob)
+    open_data(env.settings)  # what `minirepo serve` does when it starts
     assert not blob.exists()
     kept = [p for p in (env.settings.data / "quarantine").rglob("*") if p.is_file()]
     assert [p.read_bytes() for p in kept] == [data]
@@ -998,7 +1036,7 @@ def test_extra_database_left_world_readable_is_fixed_or_reported(
     database = env.settings.data / DATABASE
     database.chmod(0o644)
     caplog.set_level(logging.WARNING)
-    open_data(env.settings, first_start=True)  # what `minirepo serve` does when it starts
+    open_data(env.settings)  # what `minirepo serve` does when it starts
     assert database.stat().st_mode & 0o077 == 0 or DATABASE in caplog.text
 
 

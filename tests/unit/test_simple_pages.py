@@ -27,10 +27,9 @@ from werkzeug.test import TestResponse
 from minirepo import models
 from minirepo.app import create_app
 from minirepo.config import Settings
-from minirepo.db import database
-from minirepo.permissions import RepoInfo
 from minirepo.services import accounts
 from minirepo.services.index import Index
+from minirepo.services.repos import RepoInfo
 from minirepo.storage import BlobStore
 from tests.conftest import ADMIN_PASSWORD, basic, post_upload, token_auth
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel
@@ -87,20 +86,25 @@ def yank(filename: str, reason: str) -> None:
 def build_template(root: Path, read: str, dists: list[tuple[Maker, Dist]]) -> Template:
     folder = root / "dists"
     folder.mkdir()
-    settings = Settings(data=root / "data", password_hash=FAST_HASH, read=read)
-    client = create_app(settings).test_client()
-    accounts.add_user("root", ADMIN_PASSWORD, method=FAST_HASH, admin=True)
-    token = accounts.create_token("root", permission="admin").secret
-    paths: dict[str, Path] = {}
-    metadata: dict[str, bytes] = {}
-    for maker, dist in dists:
-        path = maker(folder, dist)
-        upload_ok(client, token, path)
-        paths[path.name] = path
-        metadata[path.name] = dist.metadata()
-    if WHEEL_20 in paths:
-        yank(WHEEL_20, YANK_REASON)
-    database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    settings = Settings(
+        data=root / "data", password_hash=FAST_HASH, read=read, explicit=frozenset({"read"})
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    database = app.extensions["minirepo"].folder.database
+    with database.activated():
+        accounts.add_user("root", ADMIN_PASSWORD, method=FAST_HASH, admin=True)
+        token = accounts.create_token("root", permission="admin").secret
+        paths: dict[str, Path] = {}
+        metadata: dict[str, bytes] = {}
+        for maker, dist in dists:
+            path = maker(folder, dist)
+            upload_ok(client, token, path)
+            paths[path.name] = path
+            metadata[path.name] = dist.metadata()
+        if WHEEL_20 in paths:
+            yank(WHEEL_20, YANK_REASON)
+        database.handle.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     database.close()
     return Template(settings.data, Uploaded(paths, metadata, token))
 
@@ -543,9 +547,27 @@ def test_redirect_follows_in_the_client(client: FlaskClient, uploaded: Uploaded)
 )
 def test_unknown_project_is_404(client: FlaskClient, uploaded: Uploaded, url: str) -> None:
     for headers in ({}, JSON):
+        if url.startswith("/nope/"):
+            # a missing repository answers like a private one: 401 first, 404 once known
+            assert_missing_repository(client, uploaded, url, headers)
+            continue
         response = client.get(url, headers=headers)
         assert response.status_code == 404, (url, response.status)
         assert "Location" not in response.headers
+
+
+def assert_missing_repository(
+    client: FlaskClient, uploaded: Uploaded, url: str, headers: dict[str, str]
+) -> None:
+    """A valid-name repository that does not exist: 401 (Basic challenge) to anonymous
+    callers, 404 to authenticated ones; never a redirect."""
+    response = client.get(url, headers=headers)
+    assert response.status_code == 401, (url, response.status)
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="minirepo"'
+    assert "Location" not in response.headers
+    response = client.get(url, headers={**headers, **token_auth(uploaded.token)})
+    assert response.status_code == 404, (url, response.status)
+    assert "Location" not in response.headers
 
 
 @pytest.mark.parametrize("url", ["/simple/no-such", "/simple/No_Such", "/main/simple/no-such"])
@@ -573,8 +595,9 @@ def test_upload_shows_at_once_with_the_page_cache_on(tmp_path: Path, dist_folder
     """The default cache trusts the repository row for a while; an upload bypasses that."""
     app = create_app(Settings(data=tmp_path / "cached", password_hash=FAST_HASH))
     client = app.test_client()
-    accounts.add_user("root", ADMIN_PASSWORD, method=FAST_HASH, admin=True)
-    token = accounts.create_token("root", permission="admin").secret
+    with app.extensions["minirepo"].folder.database.activated():
+        accounts.add_user("root", ADMIN_PASSWORD, method=FAST_HASH, admin=True)
+        token = accounts.create_token("root", permission="admin").secret
     upload_ok(client, token, make_wheel(dist_folder, Dist("demo-pkg", "1.0")))
     before = {
         kind: client.get("/simple/demo-pkg/", headers={"Accept": kind})
@@ -646,7 +669,7 @@ def test_notes_out_of_order_keep_the_highest_generation(app: Flask, settings: Se
 
 
 def app_store(app: Flask) -> BlobStore:
-    store: BlobStore = app.extensions["minirepo.data"].store
+    store: BlobStore = app.extensions["minirepo"].folder.store
     return store
 
 
@@ -704,6 +727,9 @@ def test_repository_url_for_unknown_names_is_404(
     client: FlaskClient, uploaded: Uploaded, url: str
 ) -> None:
     """No redirect at all for a name that does not exist (A9)."""
+    if url in ("/nope/demo-pkg/", "/no-such/"):  # valid names of missing repositories
+        assert_missing_repository(client, uploaded, url, JSON)
+        return
     response = client.get(url, headers=JSON)
     assert response.status_code == 404
     assert "Location" not in response.headers
@@ -825,6 +851,9 @@ def test_no_redirect_ever_leaves_the_host(client: FlaskClient, uploaded: Uploade
     """A9: an unknown project is a 404 here, never a pointer to another index."""
     for url in ("/simple/requests/", "/simple/requests", "/main/requests/", "/requests/"):
         for headers in ({}, JSON):
+            if url == "/requests/":  # also the page of a missing repository named requests
+                assert_missing_repository(client, uploaded, url, headers)
+                continue
             response = client.get(url, headers=headers)
             assert response.status_code == 404, url
             assert "Location" not in response.headers
@@ -849,6 +878,7 @@ def private(tmp_path: Path, private_template: Template) -> tuple[Flask, str, Pat
         data=tmp_path / "private",
         password_hash=FAST_HASH,
         read="authenticated",
+        explicit=frozenset({"read"}),
         page_cache_seconds=0,
         login_failure_limit=1000,  # the refusal loop below is not a brute force
     )

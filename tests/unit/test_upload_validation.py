@@ -7,14 +7,14 @@ phrase saying what is wrong, the same text as a plain-text body, and nothing lef
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import peewee
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -114,13 +114,12 @@ class Server:
     settings: Settings
     app: Flask
     client: FlaskClient
-    database: peewee.Database
+    database: db.Database
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def activate(self) -> Server:
-        """Models talk to the database of the app made last: point them back at ours."""
-        db.bind(self.database)
-        return self
+    def activated(self) -> contextlib.AbstractContextManager[db.Database]:
+        """Models and services outside a request talk to this app's database inside this."""
+        return self.database.activated()
 
     def token(self, kind: str) -> str:
         if kind not in self.tokens:
@@ -140,17 +139,25 @@ class Server:
 def start(base: Settings, **overrides: Any) -> Server:
     settings = dataclasses.replace(base, **overrides)
     app = create_app(settings)
-    accounts.add_user(USER, PASSWORD, method=FAST_HASH)
-    return Server(settings, app, app.test_client(), db.database.obj)
+    server = Server(settings, app, app.test_client(), app.extensions["minirepo"].folder.database)
+    with server.activated():
+        accounts.add_user(USER, PASSWORD, method=FAST_HASH)
+    return server
 
 
 @pytest.fixture
-def server(settings: Settings) -> Server:
-    return start(settings)
+def server(settings: Settings) -> Iterator[Server]:
+    """The app, with its database active for the test's own calls (models, tokens)."""
+    server = start(settings)
+    with server.activated():
+        yield server
+    server.database.close()
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, int]], Server]:
+def shared_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[dict[str, int]], Server]]:
     """One app per settings variant for the whole table, which is fine because every
     row asserts that it changed nothing; it keeps 150 rows from building 150 apps."""
     servers: dict[tuple[tuple[str, int], ...], Server] = {}
@@ -162,9 +169,26 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, int]
                 data=tmp_path_factory.mktemp("server") / "data", password_hash=FAST_HASH
             )
             servers[key] = start(base, **overrides)
-        return servers[key].activate()
+        return servers[key]
 
-    return get
+    yield get
+    for server in servers.values():
+        server.database.close()
+
+
+@pytest.fixture
+def shared(
+    shared_servers: Callable[[dict[str, int]], Server],
+) -> Iterator[Callable[[dict[str, int]], Server]]:
+    """A shared app, with its database active for the rest of the test."""
+    with contextlib.ExitStack() as stack:
+
+        def get(overrides: dict[str, int]) -> Server:
+            server = shared_servers(overrides)
+            stack.enter_context(server.activated())
+            return server
+
+        yield get
 
 
 @pytest.fixture
@@ -380,12 +404,11 @@ CASES: dict[str, Case] = {
         auth="none",
     ),
     "wrong-password": Case(401, "Invalid username or password", auth="wrong-password"),
-    "read-only-token": Case(403, "may not upload", auth="read"),
-    "token-scoped-to-other-project": Case(403, "may not upload", auth="scoped"),
+    "read-only-token": Case(403, "is read-only", auth="read"),
+    "token-scoped-to-other-project": Case(403, "is scoped to project other-project", auth="scoped"),
     "unknown-repository": Case(404, "No repository named 'nope'", url="/nope/legacy/"),
-    "unknown-repository-anonymous": Case(
-        404, "No repository named 'nope'", url="/nope/", auth="none"
-    ),
+    # a missing repository answers anonymous callers like a private one: the challenge
+    "unknown-repository-anonymous": Case(401, "Authentication required", url="/nope/", auth="none"),
     # Content-Length games.
     "anonymous-content-length-2gib": Case(
         401, "Authentication required", auth="none", content_length=str(2 * 1024**3)

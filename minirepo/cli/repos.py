@@ -1,0 +1,243 @@
+"""`repo`, `grant`, `revoke` and `project`: repositories, roles and project ownership."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from minirepo import models
+from minirepo.cli.base import confirm, main, pass_folder
+from minirepo.services import projects, repos
+from minirepo.services.datafolder import DataFolder
+
+
+def _repo_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The settings `repo create` and `repo set` share; unset ones are left as they are."""
+    options = (
+        click.option("--description", help="A line shown with the repository."),
+        click.option(
+            "--default-role",
+            type=click.Choice(repos.DEFAULT_ROLES),
+            help="What any account may do without a grant (create: none).",
+        ),
+        click.option(
+            "--overwrite",
+            type=click.Choice(repos.OVERWRITE_MODES),
+            help="allow: owners may replace a file under its name (create: never).",
+        ),
+        click.option(
+            "--read",
+            type=click.Choice(repos.READ_MODES),
+            help="Who may install from it (create: anonymous).",
+        ),
+    )
+    for option in options:
+        func = option(func)
+    return func
+
+
+@main.group()
+def repo() -> None:
+    """Manage repositories.
+
+    \b
+    Example:  minirepo repo create team --read authenticated --default-role reader
+    """
+
+
+@repo.command("create")
+@click.argument("name")
+@_repo_options
+@pass_folder
+def repo_create(
+    folder: DataFolder,
+    name: str,
+    read: str | None,
+    overwrite: str | None,
+    default_role: str | None,
+    description: str | None,
+) -> None:
+    """Create a hosted repository, served at /NAME/simple/ and uploaded to at /NAME/.
+
+    \b
+    Example:  minirepo repo create team --read authenticated
+    """
+    repos.create(
+        name,
+        read=read or "anonymous",
+        overwrite=overwrite or "never",
+        default_role=default_role or "none",
+        description=description or "",
+    )
+    url = folder.settings.base_url
+    click.echo(
+        f"Created repository {name}: install from {url}{name}/simple/, upload to {url}{name}/"
+    )
+
+
+@repo.command("set")
+@click.argument("name")
+@_repo_options
+@pass_folder
+def repo_set(
+    folder: DataFolder,
+    name: str,
+    read: str | None,
+    overwrite: str | None,
+    default_role: str | None,
+    description: str | None,
+) -> None:
+    """Change a repository's settings; those not given stay as they are.
+
+    \b
+    Example:  minirepo repo set main --read authenticated
+    """
+    repos.update(
+        name, read=read, overwrite=overwrite, default_role=default_role, description=description
+    )
+    models.wait_counter_in_force()
+    click.echo(f"Updated repository {name}.")
+
+
+@repo.command("list")
+@pass_folder
+def repo_list(folder: DataFolder) -> None:
+    """List repositories: name, kind, read, overwrite, default role, projects, files, bytes.
+
+    \b
+    Example:  minirepo repo list
+    """
+    click.echo("name\tkind\tread\toverwrite\tdefault-role\tprojects\tfiles\tbytes")
+    for item in repos.summaries():
+        info = item.info
+        click.echo(
+            f"{info.name}\t{info.kind}\t{info.read}\t{info.overwrite}\t{info.default_role}\t"
+            f"{item.projects}\t{item.files}\t{item.bytes}"
+        )
+
+
+@repo.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Delete it even though it holds files.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_folder
+def repo_delete(folder: DataFolder, name: str, force: bool, yes: bool) -> None:
+    """Delete a repository: its URLs answer 404 at once; its files wait for garbage
+    collection; tokens scoped to it alone are revoked.
+
+    \b
+    Example:  minirepo repo delete scratch --force --yes
+    """
+    if name == folder.settings.default_repository:
+        raise click.UsageError(f"{name} is the default repository (setting default_repository)")
+    confirm(f"Delete the repository {name}?", yes)
+    count = repos.delete(name, force=force)
+    models.wait_counter_in_force()
+    click.echo(f"Deleted repository {name} ({count} file(s)).")
+
+
+@main.command()
+@click.argument("user_name", metavar="USER")
+@click.argument("repo_name", metavar="REPO")
+@click.argument("role", type=click.Choice(["reader", "uploader", "owner"]))
+@pass_folder
+def grant(folder: DataFolder, user_name: str, repo_name: str, role: str) -> None:
+    """Give USER a ROLE in REPO (replacing any role they had there).
+
+    \b
+    reader: install; uploader: also create projects; owner: every project of the
+    repository, yank, delete and grants.
+    Example:  minirepo grant alice team uploader
+    """
+    repos.grant(user_name, repo_name, role)
+    models.wait_counter_in_force()
+    click.echo(f"{user_name} is now {role} in {repo_name}.")
+
+
+@main.command()
+@click.argument("user_name", metavar="USER")
+@click.argument("repo_name", metavar="REPO")
+@pass_folder
+def revoke(folder: DataFolder, user_name: str, repo_name: str) -> None:
+    """Take USER's grant in REPO away (the repository's default role applies again).
+
+    \b
+    Example:  minirepo revoke bob team
+    """
+    repos.revoke(user_name, repo_name)
+    models.wait_counter_in_force()
+    click.echo(f"{user_name} has no grant in {repo_name} any more.")
+
+
+@main.group()
+def project() -> None:
+    """Project owners and maintainers.
+
+    \b
+    Example:  minirepo project add-maintainer main mypkg bob
+    """
+
+
+@project.command("show")
+@click.argument("repo_name", metavar="REPO")
+@click.argument("name", metavar="PROJECT")
+@pass_folder
+def project_show(folder: DataFolder, repo_name: str, name: str) -> None:
+    """Show a project's owner, maintainers and versions.
+
+    \b
+    Example:  minirepo project show main mypkg
+    """
+    details = projects.show(repo_name, name)
+    click.echo(f"project\t{details.name} ({details.normalized}) in {details.repository}")
+    click.echo(f"owner\t{details.owner or '-'}")
+    click.echo(f"maintainers\t{', '.join(details.maintainers) or '-'}")
+    for version, files, yanked in details.versions:
+        click.echo(f"version\t{version}\t{files} file(s){' yanked' if yanked else ''}")
+
+
+@project.command("add-maintainer")
+@click.argument("repo_name", metavar="REPO")
+@click.argument("name", metavar="PROJECT")
+@click.argument("user_name", metavar="USER")
+@pass_folder
+def add_maintainer(folder: DataFolder, repo_name: str, name: str, user_name: str) -> None:
+    """Let USER upload new files of PROJECT (not yank, delete or manage it).
+
+    \b
+    Example:  minirepo project add-maintainer main mypkg bob
+    """
+    projects.add_maintainer(repo_name, name, user_name)
+    click.echo(f"{user_name} now maintains {name} in {repo_name}.")
+
+
+@project.command("remove-maintainer")
+@click.argument("repo_name", metavar="REPO")
+@click.argument("name", metavar="PROJECT")
+@click.argument("user_name", metavar="USER")
+@pass_folder
+def remove_maintainer(folder: DataFolder, repo_name: str, name: str, user_name: str) -> None:
+    """Stop USER from uploading to PROJECT.
+
+    \b
+    Example:  minirepo project remove-maintainer main mypkg bob
+    """
+    projects.remove_maintainer(repo_name, name, user_name)
+    click.echo(f"{user_name} no longer maintains {name} in {repo_name}.")
+
+
+@project.command("set-owner")
+@click.argument("repo_name", metavar="REPO")
+@click.argument("name", metavar="PROJECT")
+@click.argument("user_name", metavar="USER")
+@pass_folder
+def set_owner(folder: DataFolder, repo_name: str, name: str, user_name: str) -> None:
+    """Hand PROJECT to USER (offboarding: a disabled user keeps their projects until then).
+
+    \b
+    Example:  minirepo project set-owner main mypkg carol
+    """
+    projects.set_owner(repo_name, name, user_name)
+    click.echo(f"{user_name} now owns {name} in {repo_name}.")

@@ -1,0 +1,169 @@
+"""The schema version a database is at, and the ordered steps that bring it up to date.
+
+Data folders exist in the field, so a schema change is never made by `create_tables`
+alone: it gets a version and a step here, tested by upgrading a folder made by the
+release before it (`tests/fixtures/datafolders/`). Only `minirepo serve` upgrades, after
+copying a SQLite database aside (`VACUUM INTO`); other commands refuse an old schema, so
+a CLI of the new release never writes into a folder an old server still runs on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import peewee
+from playhouse import migrate
+
+from minirepo import models
+from minirepo.db import Database, MissingDataFolder, rows
+from minirepo.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# 1: minirepo 0.1.0, which stored no version. 2: repositories with kinds and roles,
+# grants, project owners and maintainers, token scope rows, tombstones, audit details.
+LATEST = 2
+
+
+def version_of(database: Database) -> int | None:
+    """The stored schema version; None when the database holds no minirepo schema."""
+    tables = set(database.handle.get_tables())
+    if models.SchemaVersion._meta.table_name in tables:
+        with database.activated():
+            row = models.SchemaVersion.select().first()
+        return int(row.version) if row is not None else None
+    if models.Repository._meta.table_name in tables:
+        return 1
+    return None
+
+
+def check(database: Database) -> None:
+    """For commands other than `serve`: refuse a database this code must not touch."""
+    version = version_of(database)
+    if version is None:
+        raise MissingDataFolder(database.label)
+    if version < LATEST:
+        raise UserError(
+            f"The data folder at {database.label} was made by an older minirepo (schema "
+            f"{version}, this one needs {LATEST}): run minirepo serve once to upgrade it "
+            "(it copies the database aside first)"
+        )
+    _refuse_newer(database, version)
+
+
+def prepare(database: Database, backups: Path) -> None:
+    """For `serve`: create a fresh schema, or upgrade an old one after a backup copy."""
+    version = version_of(database)
+    if version is None:
+        with database.activated(), database.write_transaction():
+            database.handle.create_tables(models.MODELS, safe=True)
+            models.SchemaVersion.create(version=LATEST)
+        return
+    _refuse_newer(database, version)
+    if version == LATEST:
+        return
+    if database.is_sqlite:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        copy = database.copy_to(backups / f"minirepo-schema{version}-{stamp}.sqlite3")
+        log.warning(
+            "upgrading the database from schema %d to %d; copy at %s", version, LATEST, copy
+        )
+    else:
+        log.warning(
+            "upgrading the database from schema %d to %d in one transaction", version, LATEST
+        )
+    with database.activated(), database.schema_change():
+        if version_of(database) != version:
+            return  # another process upgraded it meanwhile
+        migrator = migrate.SchemaMigrator.from_database(database.handle)
+        for step_version, step in STEPS:
+            if step_version > version:
+                step(database.handle, migrator)
+        models.SchemaVersion.delete().execute()
+        models.SchemaVersion.create(version=LATEST)
+
+
+def _refuse_newer(database: Database, version: int) -> None:
+    if version > LATEST:
+        raise UserError(
+            f"The data folder at {database.label} was made by a newer minirepo (schema "
+            f"{version}, this one knows up to {LATEST}): install that release or newer"
+        )
+
+
+def _to_v2(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
+    """Repositories get kinds and roles, projects owners, tokens scope rows."""
+    migrate.migrate(
+        migrator.add_column("repository", "kind", peewee.CharField(default="hosted")),
+        migrator.add_column("repository", "overwrite", peewee.CharField(default="never")),
+        migrator.add_column("repository", "default_role", peewee.CharField(default="none")),
+        migrator.add_column("user", "unlocked_at", peewee.DateTimeField(null=True)),
+        migrator.add_column(
+            "project",
+            "owner_id",
+            peewee.ForeignKeyField(
+                models.User, null=True, field=models.User.id, on_delete="SET NULL"
+            ),
+        ),
+        migrator.add_column("event", "detail", peewee.TextField(default="")),
+        migrator.add_index("event", ("time",)),
+    )
+    handle.create_tables(
+        [
+            models.ProjectMaintainer,
+            models.Grant,
+            models.Tombstone,
+            models.TokenRepository,
+            models.TokenProject,
+            models.SchemaVersion,
+        ]
+    )
+    # 0.1.0 let every account upload a new project anywhere: its repositories keep that.
+    models.Repository.update(default_role="uploader").execute()
+    _owners_from_first_uploads()
+    _token_scope_rows(handle)
+    migrate.migrate(
+        migrator.drop_column("token", "repositories"),
+        migrator.drop_column("token", "projects"),
+    )
+
+
+def _owners_from_first_uploads() -> None:
+    """Each project's owner is the uploader of its earliest file."""
+    for project in models.Project.select():
+        first = (
+            models.File.select(models.File.uploader)
+            .join(models.Release)
+            .where((models.Release.project == project.id) & models.File.uploader.is_null(False))
+            .order_by(models.File.upload_time, models.File.id)
+            .first()
+        )
+        if first is not None:
+            models.Project.update(owner=first.uploader).where(
+                models.Project.id == project.id
+            ).execute()
+
+
+def _token_scope_rows(handle: peewee.Database) -> None:
+    """Comma-joined scopes become rows; a token naming a missing repository is revoked
+    (dropping the name would widen it to every repository)."""
+    old = peewee.Table("token").bind(handle)
+    columns = [peewee.Column(old, name) for name in ("id", "repositories", "projects")]
+    for token_id, repositories, projects in rows(old.select(*columns).tuples()):
+        for name in filter(None, (repositories or "").split(",")):
+            repo = models.Repository.get_or_none(models.Repository.name == name)
+            if repo is None:
+                log.warning("token %d named a missing repository %r: revoked", token_id, name)
+                models.Token.update(revoked=True).where(models.Token.id == token_id).execute()
+                continue
+            models.TokenRepository.create(token=token_id, repository=repo.id)
+        for normalized in sorted(set(filter(None, (projects or "").split(",")))):
+            models.TokenProject.create(token=token_id, normalized=normalized)
+
+
+STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None]], ...] = (
+    (2, _to_v2),
+)

@@ -1,0 +1,157 @@
+"""Opening the data folder: the serve lock, the schema, the secret, the first start.
+
+`minirepo serve` creates or upgrades a data folder; every other command opens an existing
+one and refuses an empty place, so a command run in the wrong directory never makes a
+new, empty index that looks healthy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from minirepo import models, schema
+from minirepo.config import Settings
+from minirepo.db import Database, MissingDataFolder, open_database, write_transaction
+from minirepo.errors import UserError
+from minirepo.services import accounts, integrity, repos
+from minirepo.storage import LocalBlobStore
+
+log = logging.getLogger(__name__)
+
+ADMIN_NAME = "admin"
+SECRET_BYTES = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFolder:
+    settings: Settings
+    store: LocalBlobStore
+    secret: bytes
+    database: Database
+
+
+def blob_store(settings: Settings) -> LocalBlobStore:
+    return LocalBlobStore(settings.data / "files", settings.data / "tmp")
+
+
+def _load_secret(path: Path) -> bytes:
+    """The signing key for sessions and credential caches, made once with mode 0600.
+
+    It is written to a temp file and linked into place, so a crash never leaves an empty
+    or short key behind, and two processes starting at once agree on one key.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        secret = path.read_bytes()
+        if len(secret) >= SECRET_BYTES:
+            return secret
+        log.warning("%s is damaged (%d bytes); making a new one", path, len(secret))
+        path.unlink()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(SECRET_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    return path.read_bytes()
+
+
+def open_data(settings: Settings) -> DataFolder:
+    """An existing data folder, for every command but `serve`: refuse an empty place, an
+    old schema (only `serve` upgrades) and a newer one."""
+    if settings.database == "" and not settings.data.is_dir():
+        raise MissingDataFolder(settings.data)
+    database = open_database(settings.database, settings.data, settings.busy_timeout, create=False)
+    try:
+        schema.check(database)
+    except BaseException:
+        database.close()
+        raise
+    return DataFolder(
+        settings, blob_store(settings), _load_secret(settings.data / "secret"), database
+    )
+
+
+def open_for_serving(settings: Settings) -> DataFolder:
+    """Make the folder usable for `serve` (which holds its lock): create or upgrade the
+    schema, the default repository, sweep `tmp/` and quarantine old orphan blobs."""
+    settings.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = blob_store(settings)
+    store.ensure_dirs()
+    (settings.data / "quarantine").mkdir(mode=0o700, exist_ok=True)
+    database = open_database(settings.database, settings.data, settings.busy_timeout, create=True)
+    schema.prepare(database, settings.data / "backups")
+    secret = _load_secret(settings.data / "secret")
+    with database.activated():
+        repos.ensure_default(
+            settings.default_repository, settings.read if settings.is_set("read") else None
+        )
+        removed = store.sweep_tmp()
+        if removed:
+            log.warning("removed %d unfinished upload(s) from %s", removed, store.tmp)
+        integrity.quarantine_orphans(store, settings.data / "quarantine")
+    return DataFolder(settings, store, secret, database)
+
+
+class ServeLock:
+    """One `serve` per data folder: an exclusive lock held while it runs.
+
+    The start-up sweeps (tmp/, orphan blobs) assume no other server writes here. The
+    CLI does not take it, so commands keep working beside a running server.
+    """
+
+    def __init__(self, data: Path) -> None:
+        self.path = data / "serve.lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # whatever the umask: nothing in the data folder is for others
+        handle = os.fdopen(fd, "r+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "unknown"
+            handle.close()
+            raise UserError(
+                f"Another minirepo serve (pid {pid}) is running on {self.path.parent.resolve()}: "
+                "stop it first, or pass another --data"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def create_first_admin(settings: Settings) -> str | None:
+    """The admin and their first token, if the folder has no account yet; else None.
+
+    The server calls this once it holds its port, so a start that fails never makes a
+    token nobody saw. One transaction: of two servers starting at once on one database,
+    exactly one makes (and prints) them.
+    """
+    with write_transaction():
+        if models.User.select().exists():
+            return None
+        accounts.add_user(ADMIN_NAME, None, method=settings.password_hash, admin=True)
+        token = accounts.create_token(ADMIN_NAME, permission="admin", description="first start")
+    return token.secret

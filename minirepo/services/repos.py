@@ -1,0 +1,291 @@
+"""Repositories and the roles accounts hold in them.
+
+A repository's settings live in the database, never only in a config file: a server
+restarted without its config keeps a private repository private (fail closed). Changes to
+roles bump the `auth` counter, so cached logins re-read their rights at once everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import peewee
+
+from minirepo import models, names
+from minirepo.db import rows, write_transaction
+from minirepo.errors import UserError
+from minirepo.permissions import ROLES
+from minirepo.services import audit
+
+log = logging.getLogger(__name__)
+
+READ_MODES = ("anonymous", "authenticated")
+OVERWRITE_MODES = ("never", "allow")
+DEFAULT_ROLES = ("none", "reader", "uploader")
+KINDS = ("hosted",)
+# The default repository is made with PyPI's model: any account may create a project.
+DEFAULT_REPOSITORY_ROLE = "uploader"
+
+
+@dataclasses.dataclass(frozen=True)
+class RepoInfo:
+    """A repository as the request path sees it, cached briefly by the index."""
+
+    id: int
+    name: str
+    read: str
+    generation: int
+    kind: str = "hosted"
+    overwrite: str = "never"
+    default_role: str = "none"
+
+    @property
+    def is_public(self) -> bool:
+        return self.read == "anonymous"
+
+    @property
+    def allows_overwrite(self) -> bool:
+        return self.overwrite == "allow"
+
+
+@dataclasses.dataclass(frozen=True)
+class RepoSummary:
+    info: RepoInfo
+    description: str
+    projects: int
+    files: int
+    bytes: int
+
+
+def info_of(row: models.Repository) -> RepoInfo:
+    return RepoInfo(
+        row.id, row.name, row.read, row.generation, row.kind, row.overwrite, row.default_role
+    )
+
+
+def get(name: str) -> models.Repository:
+    row = models.Repository.get_or_none(models.Repository.name == name)
+    if row is None:
+        raise UserError(f"No repository named {name!r} (see minirepo repo list)")
+    return row
+
+
+def _check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise UserError(f"--{option} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _check_settings(read: str | None, overwrite: str | None, default_role: str | None) -> None:
+    _check_choice("read", read, READ_MODES)
+    _check_choice("overwrite", overwrite, OVERWRITE_MODES)
+    _check_choice("default-role", default_role, DEFAULT_ROLES)
+
+
+def create(
+    name: str,
+    *,
+    read: str = "anonymous",
+    overwrite: str = "never",
+    default_role: str = "none",
+    description: str = "",
+    actor: str = "cli",
+) -> models.Repository:
+    problem = names.repository_name_problem(name)
+    if problem:
+        raise UserError(problem)
+    _check_settings(read, overwrite, default_role)
+    try:
+        with write_transaction():
+            row = models.Repository.create(
+                name=name,
+                read=read,
+                overwrite=overwrite,
+                default_role=default_role,
+                description=" ".join(description.split()),
+            )
+            audit.record(actor, "repo create", repository=name, detail=_describe(row))
+    except peewee.IntegrityError as exc:
+        raise UserError(f"Repository {name!r} already exists") from exc
+    return row
+
+
+def _describe(row: models.Repository) -> str:
+    return f"read={row.read} overwrite={row.overwrite} default-role={row.default_role}"
+
+
+def update(
+    name: str,
+    *,
+    read: str | None = None,
+    overwrite: str | None = None,
+    default_role: str | None = None,
+    description: str | None = None,
+    actor: str = "cli",
+) -> models.Repository:
+    """Change what is given; the pages of the repository change at once (generation)."""
+    _check_settings(read, overwrite, default_role)
+    with write_transaction():
+        row = get(name)
+        before = _describe(row)
+        for field, value in (
+            ("read", read),
+            ("overwrite", overwrite),
+            ("default_role", default_role),
+        ):
+            if value is not None:
+                setattr(row, field, value)
+        if description is not None:
+            row.description = " ".join(description.split())
+        row.generation += 1
+        row.save()
+        audit.record(actor, "repo set", repository=name, detail=f"{before} -> {_describe(row)}")
+        models.bump_counter(models.AUTH_COUNTER)
+    models.forget_counters()
+    return row
+
+
+def summaries() -> list[RepoSummary]:
+    """Every repository with its counts, in two grouped queries."""
+    file_counts = models.File.select(
+        models.File.repository, peewee.fn.COUNT(models.File.id), peewee.fn.SUM(models.File.size)
+    ).group_by(models.File.repository)
+    files = {
+        int(repo_id): (int(count), int(size or 0))
+        for repo_id, count, size in rows(file_counts.tuples())
+    }
+    project_counts = models.Project.select(
+        models.Project.repository, peewee.fn.COUNT(models.Project.id)
+    ).group_by(models.Project.repository)
+    projects = {int(repo_id): int(count) for repo_id, count in rows(project_counts.tuples())}
+    repositories = models.Repository.select().order_by(models.Repository.name)
+    return [
+        RepoSummary(
+            info_of(row),
+            row.description,
+            projects.get(row.id, 0),
+            *files.get(row.id, (0, 0)),
+        )
+        for row in repositories
+    ]
+
+
+def delete(name: str, *, force: bool = False, actor: str = "cli") -> int:
+    """Remove the repository and its rows; returns how many files it held.
+
+    Its files become tombstones (their blobs wait for garbage collection, which counts
+    references by key: other repositories may hold the same blob). Tokens scoped to it
+    alone are revoked: dropping their last scope row would widen them to everything.
+    """
+    with write_transaction():
+        row = get(name)
+        files = list(models.File.select().where(models.File.repository == row.id))
+        if files and not force:
+            raise UserError(
+                f"Repository {name!r} holds {len(files)} file(s): pass --force to delete it anyway"
+            )
+        for stored in files:
+            models.Tombstone.create(
+                repository=name,
+                project=stored.release.project.normalized,
+                filename=stored.filename,
+                storage_key=stored.storage_key,
+                sha256=stored.sha256,
+                size=stored.size,
+                reason="repository deleted",
+                actor=actor,
+            )
+        _revoke_tokens_scoped_only_to(row)
+        models.File.delete().where(models.File.repository == row.id).execute()
+        row.delete_instance(recursive=False)
+        audit.record(actor, "repo delete", repository=name, detail=f"{len(files)} file(s)")
+        models.bump_counter(models.AUTH_COUNTER)
+    models.forget_counters()
+    return len(files)
+
+
+def _revoke_tokens_scoped_only_to(repo: models.Repository) -> None:
+    scoped = models.TokenRepository.select(models.TokenRepository.token).where(
+        models.TokenRepository.repository == repo.id
+    )
+    for (token_id,) in rows(scoped.tuples()):
+        others = models.TokenRepository.select().where(
+            (models.TokenRepository.token == token_id)
+            & (models.TokenRepository.repository != repo.id)
+        )
+        if not others.exists():
+            models.Token.update(revoked=True).where(models.Token.id == token_id).execute()
+
+
+def ensure_default(name: str, read: str | None) -> None:
+    """Create the default repository if missing; apply `read` only when a layer set it.
+
+    `read` is None when no config layer set it: the stored value stands, so a restart
+    without the config file never turns a private index public.
+    """
+    with write_transaction():
+        row = models.Repository.get_or_none(models.Repository.name == name)
+        if row is None:
+            models.Repository.create(
+                name=name, read=read or "anonymous", default_role=DEFAULT_REPOSITORY_ROLE
+            )
+        elif read is not None and row.read != read:
+            log.warning("repository %r: read access changed from %s to %s", name, row.read, read)
+            audit.record("config", "repo set", repository=name, detail=f"read={read}")
+            row.read = read
+            row.generation += 1
+            row.save()
+
+
+def grant(user_name: str, repo_name: str, role: str, *, actor: str = "cli") -> None:
+    if role not in ROLES or role == "none":
+        raise UserError(f"Unknown role {role!r}: use reader, uploader or owner")
+    with write_transaction():
+        user = _user(user_name)
+        repo = get(repo_name)
+        updated = (
+            models.Grant.update(role=role)
+            .where((models.Grant.user == user.id) & (models.Grant.repository == repo.id))
+            .execute()
+        )
+        if not updated:
+            models.Grant.create(user=user.id, repository=repo.id, role=role)
+        audit.record(actor, "grant", repository=repo_name, detail=f"{user_name}={role}")
+        models.bump_counter(models.AUTH_COUNTER)
+    models.forget_counters()
+
+
+def revoke(user_name: str, repo_name: str, *, actor: str = "cli") -> None:
+    with write_transaction():
+        user = _user(user_name)
+        repo = get(repo_name)
+        deleted = (
+            models.Grant.delete()
+            .where((models.Grant.user == user.id) & (models.Grant.repository == repo.id))
+            .execute()
+        )
+        if not deleted:
+            raise UserError(f"{user_name} has no grant in {repo_name}")
+        audit.record(actor, "revoke", repository=repo_name, detail=user_name)
+        models.bump_counter(models.AUTH_COUNTER)
+    models.forget_counters()
+
+
+def grants(repo_name: str | None = None) -> list[tuple[str, str, str]]:
+    """(repository, user, role) rows, sorted."""
+    query = (
+        models.Grant.select(models.Repository.name, models.User.name, models.Grant.role)
+        .join(models.Repository)
+        .switch(models.Grant)
+        .join(models.User)
+    )
+    if repo_name is not None:
+        query = query.where(models.Repository.name == get(repo_name).name)
+    return sorted((str(r), str(u), str(role)) for r, u, role in rows(query.tuples()))
+
+
+def _user(name: str) -> models.User:
+    user = models.User.get_or_none(models.User.name == name)
+    if user is None:
+        raise UserError(f"No user named {name!r}")
+    return user
