@@ -7,6 +7,7 @@ two identical uploads converge and a file's path can never change under a URL.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -15,6 +16,7 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -23,7 +25,19 @@ from minirepo.errors import DamagedFile, StorageError
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class BlobInfo:
+    size: int
+    mtime: float
+
+
 class BlobStore(Protocol):
+    """Where distribution files live; every caller goes through this (an S3 store is next)."""
+
+    def new_temp(self) -> tuple[int, Path]:
+        """An exclusive local temp file to spool an upload into; the caller closes and
+        removes it (`sweep_tmp` removes what a crash left)."""
+
     def put(self, source: Path, key: str) -> bool:
         """Publish `source` under `key` without clobbering; False if it was already there."""
 
@@ -33,10 +47,22 @@ class BlobStore(Protocol):
     def open_checked(self, key: str, size: int) -> BinaryIO:
         """`open`, refusing (DamagedFile) a blob whose size or sha256 is not its key's."""
 
-    def local_path(self, key: str) -> Path:
-        """A path the server may hand to sendfile."""
+    def info(self, key: str) -> BlobInfo | None:
+        """Size and modification time, or None when the blob is not there."""
+
+    def sha256(self, key: str) -> str:
+        """The blob's sha256, read in full."""
+
+    def stored_keys(self) -> Iterator[str]:
+        """Every stored key (for fsck and the orphan sweep)."""
+
+    def quarantine(self, key: str, folder: Path) -> Path:
+        """Move the blob out of the store into `folder`; returns where it went."""
 
     def delete(self, key: str) -> None: ...
+
+    def sweep_tmp(self, older_than: float = 0.0) -> int:
+        """Remove uploads left in flight by a crash; returns how many were removed."""
 
 
 def _matches(handle: BinaryIO, key: str) -> bool:
@@ -81,6 +107,7 @@ class LocalBlobStore:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def local_path(self, key: str) -> Path:
+        """Where `key` lives on disk (this store only)."""
         parts = key.split("/")
         if len(parts) != 3 or any(part in ("", ".", "..") for part in parts):
             raise StorageError(f"Invalid storage key {key!r}")
@@ -174,6 +201,41 @@ class LocalBlobStore:
             self._verified.clear()
         self._verified[key] = (info.st_ino, info.st_size, info.st_mtime_ns)
 
+    def info(self, key: str) -> BlobInfo | None:
+        try:
+            stat_result = self.local_path(key).lstat()
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(stat_result.st_mode):
+            return None
+        return BlobInfo(stat_result.st_size, stat_result.st_mtime)
+
+    def sha256(self, key: str) -> str:
+        with self.open(key) as handle:
+            digest = hashlib.sha256()
+            for block in iter(lambda: handle.read(1024 * 1024), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def stored_keys(self) -> Iterator[str]:
+        """Keys of what lies at `files/<a>/<b>/<leaf>`; never descends through a symlink."""
+        if not self.root.is_dir():
+            return
+        for first in _plain_dirs(self.root):
+            for second in _plain_dirs(Path(first.path)):
+                for leaf in os.scandir(second.path):
+                    yield f"{first.name}/{second.name}/{leaf.name}"
+
+    def quarantine(self, key: str, folder: Path) -> Path:
+        source = self.local_path(key)
+        target = folder / f"{int(time.time())}-{key.replace('/', '-')}"
+        if len(target.name.encode()) > 255:  # NAME_MAX: keep the filename whole
+            target = target.parent / target.name[: -len(source.name) - 1] / source.name
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+        os.replace(source, target)
+        self._remove_empty_parents(source)
+        return target
+
     def delete(self, key: str) -> None:
         target = self.local_path(key)
         with contextlib.suppress(FileNotFoundError):
@@ -193,3 +255,13 @@ class LocalBlobStore:
                         entry.unlink()
                     removed += 1
         return removed
+
+
+def _plain_dirs(folder: Path) -> list[os.DirEntry[str]]:
+    entries = []
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            entries.append(entry)
+        else:
+            log.warning("unexpected entry in the blob store: %s (left alone)", entry.path)
+    return entries

@@ -22,7 +22,7 @@ from minirepo.config import Settings
 from minirepo.db import Database, MissingDataFolder, open_database, write_transaction
 from minirepo.errors import UserError
 from minirepo.services import accounts, integrity, repos
-from minirepo.storage import LocalBlobStore
+from minirepo.storage import BlobStore, LocalBlobStore
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ SECRET_BYTES = 32
 @dataclasses.dataclass(frozen=True)
 class DataFolder:
     settings: Settings
-    store: LocalBlobStore
+    store: BlobStore
     secret: bytes
     database: Database
 

@@ -25,7 +25,7 @@ from minirepo.errors import FileExists, FilenameBurned, Gone, InvalidUpload, Too
 from minirepo.permissions import Principal, ProjectInfo
 from minirepo.services import audit, projects
 from minirepo.services.repos import RepoInfo
-from minirepo.storage import LocalBlobStore, blob_key, storage_error
+from minirepo.storage import BlobStore, blob_key, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class SpoolFile:
     hard link, never a copy.
     """
 
-    def __init__(self, store: LocalBlobStore, limit: int) -> None:
+    def __init__(self, store: BlobStore, limit: int) -> None:
         fd, self.path = store.new_temp()
         self._file: IO[bytes] = os.fdopen(fd, "w+b")
         self.limit = limit
@@ -167,7 +167,7 @@ Authorize = Callable[[ProjectInfo | None, bool], None]
 
 
 class UploadService:
-    def __init__(self, store: LocalBlobStore, metadata_cap: int, fault: str = "") -> None:
+    def __init__(self, store: BlobStore, metadata_cap: int, fault: str = "") -> None:
         self.store = store
         self.metadata_cap = metadata_cap
         self.fault = fault

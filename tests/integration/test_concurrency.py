@@ -7,16 +7,33 @@ import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.helpers.distfactory import Dist, make_wheel
-from tests.helpers.serverproc import Server
+from tests.helpers.postgres import fresh_database
+from tests.helpers.serverproc import Server, running_server
 
 TIME_LIMIT = 60.0
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The races below on both backends; on PostgreSQL the blobs stay in the data folder."""
+    folder = tmp_path_factory.mktemp("concurrency")
+    if request.param == "sqlite":
+        with running_server(folder) as srv:
+            yield srv
+        return
+    postgres = request.getfixturevalue("postgres_server")
+    with fresh_database(postgres) as url, running_server(folder, {"MINIREPO_DATABASE": url}) as srv:
+        yield srv
 
 
 def test_twenty_concurrent_uploads_while_pages_are_read(server: Server, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ delete must leave nothing changed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import itertools
@@ -21,6 +22,7 @@ from minirepo import models
 from minirepo.config import Settings
 from minirepo.services import accounts, datafolder, projects, repos
 from tests.helpers.distfactory import Dist, make_wheel, upload_form
+from tests.helpers.postgres import fresh_database
 from tests.helpers.serverproc import FAST_HASH, Server, running_server
 
 PASSWORD = "matrix-password-1"
@@ -82,9 +84,17 @@ class World:
     checker: tuple[str, str]
 
 
-def _populate(server: Server, dists: Path, rows: list[tuple[str, str]]) -> World:
+def _settings(server: Server, env: dict[str, str]) -> Settings:
+    """The server's own settings, for setting it up in-process beside it."""
+    url = env.get("MINIREPO_DATABASE", "")
+    return Settings(data=server.data, password_hash=FAST_HASH, database=url)
+
+
+def _populate(
+    server: Server, dists: Path, rows: list[tuple[str, str]], env: dict[str, str]
+) -> World:
     session = requests.Session()
-    folder = datafolder.open_data(Settings(data=server.data, password_hash=FAST_HASH))
+    folder = datafolder.open_data(_settings(server, env))
     secrets: dict[tuple[str, str], tuple[str, str] | None] = {("anonymous", "password"): None}
     with folder.database.activated():
         repos.create("pub")
@@ -124,7 +134,7 @@ def _populate(server: Server, dists: Path, rows: list[tuple[str, str]]) -> World
         versions = ["1.0"] + [f"{kind}.{i}" for i in range(len(rows)) for kind in (3, 4)]
         for version in versions:
             _post(session, server, repo, dists, Dist("target", version), alice, 200)
-    folder = datafolder.open_data(Settings(data=server.data, password_hash=FAST_HASH))
+    folder = datafolder.open_data(_settings(server, env))
     with folder.database.activated():
         for repo in REPOS:
             projects.add_maintainer(repo, "target", account("maintainer"))
@@ -168,20 +178,28 @@ def _server_for(role: str) -> str:
     return "nopkg" if role == "admin-nopkg" else "default"
 
 
-@pytest.fixture(scope="module")
-def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, World]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def worlds(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, World]]:
+    """Two servers (admins with and without package access) on one backend."""
     base = tmp_path_factory.mktemp("matrix")
     dists = base / "dists"
     dists.mkdir()
-    settings = {"default": {}, "nopkg": {"MINIREPO_ADMIN_PACKAGE_ACCESS": "false"}}
-    with (
-        running_server(base / "default", settings["default"]) as default,
-        running_server(base / "nopkg", settings["nopkg"]) as nopkg,
-    ):
-        yield {
-            "default": _populate(default, dists, ROWS),
-            "nopkg": _populate(nopkg, dists, ROWS),
+    with contextlib.ExitStack() as stack:
+        settings: dict[str, dict[str, str]] = {
+            "default": {},
+            "nopkg": {"MINIREPO_ADMIN_PACKAGE_ACCESS": "false"},
         }
+        if request.param == "postgresql":
+            postgres = request.getfixturevalue("postgres_server")
+            for env in settings.values():
+                env["MINIREPO_DATABASE"] = stack.enter_context(fresh_database(postgres))
+        servers = {
+            name: (stack.enter_context(running_server(base / name, env)), env)
+            for name, env in settings.items()
+        }
+        yield {name: _populate(srv, dists, ROWS, env) for name, (srv, env) in servers.items()}
 
 
 def _page(world: World, repo: str, project: str) -> str:
