@@ -147,6 +147,21 @@ class Tombstone(BaseModel):
     deleted_at = peewee.DateTimeField(default=utcnow)
 
 
+def bury(stored: File, repository: str, project: str, reason: str, actor: str) -> None:
+    """Replace a file row by its tombstone (inside the caller's write transaction)."""
+    Tombstone.create(
+        repository=repository,
+        project=project,
+        filename=stored.filename,
+        storage_key=stored.storage_key,
+        sha256=stored.sha256,
+        size=stored.size,
+        reason=reason,
+        actor=actor,
+    )
+    stored.delete_instance(recursive=True)
+
+
 class Token(BaseModel):
     user = peewee.ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
     secret_sha256 = peewee.CharField(max_length=64, unique=True)

@@ -198,46 +198,32 @@ def project_show(folder: DataFolder, repo_name: str, name: str) -> None:
         click.echo(f"version\t{version}\t{files} file(s){' yanked' if yanked else ''}")
 
 
-@project.command("add-maintainer")
-@click.argument("repo_name", metavar="REPO")
-@click.argument("name", metavar="PROJECT")
-@click.argument("user_name", metavar="USER")
-@pass_folder
-def add_maintainer(folder: DataFolder, repo_name: str, name: str, user_name: str) -> None:
-    """Let USER upload new files of PROJECT (not yank, delete or manage it).
+def _people_command(name: str, change: Callable[..., None], done: str, example: str) -> None:
+    """`project add-maintainer|remove-maintainer|set-owner REPO PROJECT USER`."""
+    help_text = f"{change.__doc__}\n\n\b\nExample:  minirepo project {name} {example}"
 
-    \b
-    Example:  minirepo project add-maintainer main mypkg bob
-    """
-    projects.add_maintainer(repo_name, name, user_name)
-    click.echo(f"{user_name} now maintains {name} in {repo_name}.")
-
-
-@project.command("remove-maintainer")
-@click.argument("repo_name", metavar="REPO")
-@click.argument("name", metavar="PROJECT")
-@click.argument("user_name", metavar="USER")
-@pass_folder
-def remove_maintainer(folder: DataFolder, repo_name: str, name: str, user_name: str) -> None:
-    """Stop USER from uploading to PROJECT.
-
-    \b
-    Example:  minirepo project remove-maintainer main mypkg bob
-    """
-    projects.remove_maintainer(repo_name, name, user_name)
-    click.echo(f"{user_name} no longer maintains {name} in {repo_name}.")
+    @project.command(name, help=help_text)
+    @click.argument("repo_name", metavar="REPO")
+    @click.argument("project_name", metavar="PROJECT")
+    @click.argument("user_name", metavar="USER")
+    @pass_folder
+    def command(folder: DataFolder, repo_name: str, project_name: str, user_name: str) -> None:
+        change(repo_name, project_name, user_name)
+        click.echo(done.format(user=user_name, project=project_name, repo=repo_name))
 
 
-@project.command("set-owner")
-@click.argument("repo_name", metavar="REPO")
-@click.argument("name", metavar="PROJECT")
-@click.argument("user_name", metavar="USER")
-@pass_folder
-def set_owner(folder: DataFolder, repo_name: str, name: str, user_name: str) -> None:
-    """Hand PROJECT to USER (offboarding: a disabled user keeps their projects until then).
-
-    \b
-    Example:  minirepo project set-owner main mypkg carol
-    """
-    projects.set_owner(repo_name, name, user_name)
-    click.echo(f"{user_name} now owns {name} in {repo_name}.")
+_people_command(
+    "add-maintainer",
+    projects.add_maintainer,
+    "{user} now maintains {project} in {repo}.",
+    "main mypkg bob",
+)
+_people_command(
+    "remove-maintainer",
+    projects.remove_maintainer,
+    "{user} no longer maintains {project} in {repo}.",
+    "main mypkg bob",
+)
+_people_command(
+    "set-owner", projects.set_owner, "{user} now owns {project} in {repo}.", "main mypkg carol"
+)

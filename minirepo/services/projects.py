@@ -89,6 +89,7 @@ def _bump(repo: models.Repository) -> None:
 
 
 def add_maintainer(repo_name: str, project: str, user_name: str, *, actor: str = "cli") -> None:
+    """Let USER upload new files of PROJECT (not yank, delete or manage it)."""
     with write_transaction():
         repo = _repo(repo_name)
         row = _project(repo.id, project)
@@ -106,6 +107,7 @@ def add_maintainer(repo_name: str, project: str, user_name: str, *, actor: str =
 
 
 def remove_maintainer(repo_name: str, project: str, user_name: str, *, actor: str = "cli") -> None:
+    """Stop USER from uploading to PROJECT."""
     with write_transaction():
         repo = _repo(repo_name)
         row = _project(repo.id, project)
@@ -130,6 +132,7 @@ def remove_maintainer(repo_name: str, project: str, user_name: str, *, actor: st
 
 
 def set_owner(repo_name: str, project: str, user_name: str, *, actor: str = "cli") -> None:
+    """Hand PROJECT to USER (offboarding: a disabled user keeps their projects until then)."""
     with write_transaction():
         repo = _repo(repo_name)
         row = _project(repo.id, project)
@@ -241,16 +244,7 @@ def delete(
         if not files:
             raise NotFound(f"Nothing to delete: no such file in {row.normalized}")
         for stored in files:
-            models.Tombstone.create(
-                repository=repo_name,
-                project=row.normalized,
-                filename=stored.filename,
-                storage_key=stored.storage_key,
-                sha256=stored.sha256,
-                size=stored.size,
-                reason="deleted",
-                actor=actor,
-            )
+            models.bury(stored, repo_name, row.normalized, "deleted", actor)
             audit.record(
                 actor,
                 "delete",
@@ -260,7 +254,6 @@ def delete(
                 detail=stored.sha256,
                 remote_addr=remote_addr,
             )
-        models.File.delete().where(models.File.id.in_([f.id for f in files])).execute()
         empty = models.Release.select(models.Release.id).where(
             (models.Release.project == row.id)
             & ~models.Release.id.in_(models.File.select(models.File.release))

@@ -185,18 +185,10 @@ def delete(name: str, *, force: bool = False, actor: str = "cli") -> int:
                 f"Repository {name!r} holds {len(files)} file(s): pass --force to delete it anyway"
             )
         for stored in files:
-            models.Tombstone.create(
-                repository=name,
-                project=stored.release.project.normalized,
-                filename=stored.filename,
-                storage_key=stored.storage_key,
-                sha256=stored.sha256,
-                size=stored.size,
-                reason="repository deleted",
-                actor=actor,
+            models.bury(
+                stored, name, stored.release.project.normalized, "repository deleted", actor
             )
         _revoke_tokens_scoped_only_to(row)
-        models.File.delete().where(models.File.repository == row.id).execute()
         row.delete_instance(recursive=False)
         audit.record(actor, "repo delete", repository=name, detail=f"{len(files)} file(s)")
         models.bump_counter(models.AUTH_COUNTER)

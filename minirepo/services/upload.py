@@ -324,25 +324,16 @@ _SAME = object()
 
 
 def _tombstone(repo: RepoInfo, stored: models.File, actor: str, reason: str) -> None:
-    models.Tombstone.create(
-        repository=repo.name,
-        project=stored.release.project.normalized,
-        filename=stored.filename,
-        storage_key=stored.storage_key,
-        sha256=stored.sha256,
-        size=stored.size,
-        reason=reason,
-        actor=actor,
-    )
+    project = stored.release.project.normalized
     audit.record(
         actor,
         "replace",
         repository=repo.name,
-        project=stored.release.project.normalized,
+        project=project,
         filename=stored.filename,
         detail=f"old sha256={stored.sha256}",
     )
-    stored.delete_instance(recursive=True)
+    models.bury(stored, repo.name, project, reason, actor)
 
 
 def _is_referenced(key: str) -> bool:
