@@ -71,7 +71,10 @@ def repo_create(
         default_role=default_role or "none",
         description=description or "",
     )
-    url = folder.settings.base_url
+    settings = folder.settings
+    # The CLI knows the server's address only from a setting; else it says the paths.
+    known = any(settings.is_set(setting) for setting in ("public_url", "host", "port"))
+    url = settings.base_url if known else "http://YOUR-SERVER/"
     click.echo(
         f"Created repository {name}: install from {url}{name}/simple/, upload to {url}{name}/"
     )
