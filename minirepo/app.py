@@ -52,6 +52,12 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_upload_size + MULTIPART_SLACK + settings.max_metadata_size,
         MAX_FORM_MEMORY_SIZE=settings.max_metadata_size,
         MAX_FORM_PARTS=1000,
+        # The session of the web UI and the JSON API: never readable by scripts, not sent
+        # with cross-site requests, only over HTTPS when the server is reached so.
+        SESSION_COOKIE_NAME="minirepo_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
     )
     index = Index(settings, folder.store)
     authenticator = auth.Authenticator(settings, folder.secret)

@@ -8,16 +8,18 @@ an unknown user costs the same KDF run as a wrong password, and repeated failure
 from __future__ import annotations
 
 import base64
-import collections
 import dataclasses
 import datetime
 import hashlib
+import hmac
 import logging
+import secrets
 import threading
 import time
+from collections.abc import Mapping
 
 import peewee
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, session
 
 from minirepo import models
 from minirepo.config import Settings
@@ -31,7 +33,8 @@ from minirepo.credentials import (
     verify_password,
 )
 from minirepo.db import rows, write_transaction
-from minirepo.errors import Forbidden, RepositoryNotFound, TooManyRequests, Unauthorized
+from minirepo.errors import Forbidden, RepositoryNotFound, Unauthorized
+from minirepo.limiter import FailureLimiter
 from minirepo.permissions import (
     PERMISSIONS,
     ROLES,
@@ -47,9 +50,11 @@ log = logging.getLogger(__name__)
 
 MAX_USER_LENGTH = 200
 LAST_USED_INTERVAL = 3600.0  # `last_used` is written at most once an hour per token
-# Bounds on the in-memory tables, so random user names or addresses cannot grow them.
-MAX_LIMITER_KEYS = 10_000
+# A bound on the in-memory caches, so random credentials cannot grow them.
 MAX_CACHED_LOGINS = 10_000
+# A web or API session lasts this long after its login, whatever the browser keeps.
+SESSION_MAX_AGE = 12 * 3600.0
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # An address may fail this many times the per-account limit before it is locked as a
 # whole: enough for a few colleagues' typos behind one address, not for a spray of users.
 ADDRESS_LIMIT_FACTOR = 3
@@ -69,63 +74,6 @@ def parse_basic(header: str) -> tuple[str, str] | None:
     if not sep or not password:
         return None
     return user, password
-
-
-class FailureLimiter:
-    """Counts failed logins per key in a sliding window, in memory (per process by design).
-
-    Times are wall-clock, so `minirepo user unlock` (a time stored on the account) can tell
-    which failures it forgave.
-    """
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: str, limit: int, since: float = 0.0) -> None:
-        """Raise 429 when `key` failed `limit` times in the window (and after `since`)."""
-        if key not in self._failures:
-            return  # the common case, on every authenticated request: no lock needed
-        now = time.time()
-        with self._lock:
-            times = self._prune(key, now)
-            recent = [moment for moment in times if moment > since]
-            if len(recent) >= limit:
-                retry = max(1, int(recent[-limit] + self.window - now) + 1)
-                raise TooManyRequests("Too many failed logins; try again later", retry)
-
-    def record(self, key: str) -> bool:
-        """Count a failure; True when it is the first of its window (worth an audit line)."""
-        now = time.time()
-        with self._lock:
-            if len(self._failures) >= MAX_LIMITER_KEYS:
-                self._sweep(now)
-            times = self._prune(key, now)
-            times.append(now)
-            return len(times) == 1
-
-    def count(self, key: str) -> int:
-        """Failures of `key` in the window (for the lockout's log line)."""
-        with self._lock:
-            return len(self._prune(key, time.time())) if key in self._failures else 0
-
-    def _prune(self, key: str, now: float) -> collections.deque[float]:
-        times = self._failures.setdefault(key, collections.deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
-
-    def _sweep(self, now: float) -> None:
-        """Forget keys whose failures all left the window; if still full, the oldest half."""
-        for key in list(self._failures):
-            if not self._prune(key, now):
-                del self._failures[key]
-        if len(self._failures) >= MAX_LIMITER_KEYS:
-            by_age = sorted(self._failures, key=lambda key: self._failures[key][-1])
-            for key in by_age[: len(by_age) // 2]:
-                del self._failures[key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +162,38 @@ class Authenticator:
         if entry.login is not None:
             self._check_lockout(entry.login, remote_addr, entry.unlocked_at)
         return entry.principal
+
+    def login(self, user: str, password: str, remote_addr: str) -> dict[str, object]:
+        """Check a password (with the lockout) and return the session to keep for it."""
+        if is_token(password):
+            raise Unauthorized("Log in with a password; tokens go in the Authorization header")
+        principal, _ = self._check_password(user, password, remote_addr)
+        account = models.User.get_by_id(principal.user_id)
+        return {
+            "uid": principal.user_id,
+            "pw": self._session_mark(account),
+            "csrf": secrets.token_urlsafe(24),
+            "t": time.time(),
+        }
+
+    def session_principal(self, data: Mapping[str, object]) -> Principal | None:
+        """The account a session cookie names, if it still may log in: one row read, so a
+        new password, a disabled account or an expired session end it at once."""
+        uid, issued = data.get("uid"), data.get("t")
+        if not isinstance(uid, int) or not isinstance(issued, float):
+            return None
+        if not 0 <= time.time() - issued < SESSION_MAX_AGE:
+            return None
+        account = models.User.get_or_none(models.User.id == uid)
+        if account is None or account.disabled:
+            return None
+        if not hmac.compare_digest(str(data.get("pw", "")), self._session_mark(account)):
+            return None
+        return self._principal(account)
+
+    def _session_mark(self, account: models.User) -> str:
+        """Binds a session to the password it was made with, without storing the hash."""
+        return self._mac(f"session\0{account.id}\0{account.password_hash}").hex()[:32]
 
     def _mac(self, text: str) -> bytes:
         return hashlib.blake2b(
@@ -393,16 +373,31 @@ def init_app(app: Flask, authenticator: Authenticator) -> None:
 
 
 def current_principal() -> Principal | None:
-    """The caller of this request, authenticated once and kept on `g`."""
+    """The caller of this request, authenticated once and kept on `g`: the Authorization
+    header (clients), else the session cookie (the web UI, with its CSRF token)."""
     if "principal" not in g:
         authenticator: Authenticator = current_app.extensions["minirepo.auth"]
-        g.principal = authenticator.authenticate(
-            request.headers.get("Authorization"),
-            request.remote_addr or "",
-            read_only=bool(request.environ.get(PATH_TOKEN_KEY)),
-        )
+        header = request.headers.get("Authorization")
+        if header or not request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]):
+            g.principal = authenticator.authenticate(
+                header,
+                request.remote_addr or "",
+                read_only=bool(request.environ.get(PATH_TOKEN_KEY)),
+            )
+        else:
+            g.principal = authenticator.session_principal(session)
+            if g.principal is not None and request.method not in SAFE_METHODS:
+                check_csrf()
     principal: Principal | None = g.principal
     return principal
+
+
+def check_csrf() -> None:
+    """A change made with a session cookie must carry the session's CSRF token, which
+    another site's page cannot read: in the X-CSRF-Token header or a csrf_token field."""
+    sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+    if not hmac.compare_digest(sent, str(session.get("csrf", ""))):
+        raise Forbidden("CSRF token missing or wrong: send the one /-/api/session gives")
 
 
 def require(

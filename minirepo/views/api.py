@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, session
 
 from minirepo import auth, units
 from minirepo.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -79,6 +79,35 @@ def _admin() -> Principal:
 def _changed(repo: RepoInfo) -> None:
     """Pages of `repo` change at once in this process (others follow within a second)."""
     index().forget_repo(repo.name)
+
+
+@bp.post("/session")
+def session_login() -> Response:
+    """Log in with a password for the web UI or a script: a cookie, and the CSRF token that
+    every change made with that cookie must send back (X-CSRF-Token)."""
+    body = _body()
+    authenticator: auth.Authenticator = current_app.extensions["minirepo.auth"]
+    data = authenticator.login(
+        _text(body, "user") or "", _text(body, "password") or "", request.remote_addr or ""
+    )
+    session.clear()
+    session.update(data)
+    return jsonify(user=_text(body, "user"), csrf=data["csrf"])
+
+
+@bp.get("/session")
+def session_show() -> Response:
+    principal = auth.current_principal()
+    if principal is None or "uid" not in session:
+        raise Unauthorized("No session: log in with POST /-/api/session")
+    return jsonify(user=principal.name, admin=principal.is_admin, csrf=session["csrf"])
+
+
+@bp.delete("/session")
+def session_logout() -> Response:
+    if auth.current_principal() is not None:
+        session.clear()
+    return jsonify(user=None)
 
 
 @bp.get("/whoami")

@@ -143,3 +143,36 @@ def test_audit_is_for_admins_and_repository_owners(client: FlaskClient, people: 
     assert status == 200
     assert {"user add"} <= {event["action"] for event in body["events"]}
     assert call(client, "GET", "/-/api/audit?repo=main", alice)[0] == 403
+
+
+def test_a_session_needs_its_csrf_token_for_changes(client: FlaskClient, people: dict) -> None:
+    assert (
+        call(client, "POST", "/-/api/session", {}, {"user": "alice", "password": "wrong-1"})[0]
+        == 401
+    )
+    response = client.post("/-/api/session", json={"user": "alice", "password": PASSWORD})
+    assert response.status_code == 200
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    csrf = response.get_json()["csrf"]
+    assert call(client, "GET", "/-/api/whoami", {})[1]["user"] == "alice"
+    status, body = call(client, "POST", "/-/api/tokens", {}, {"permission": "read"})
+    assert status == 403
+    assert "CSRF" in body["error"]
+    status, body = call(client, "POST", "/-/api/tokens", {"X-CSRF-Token": csrf}, {})
+    assert status == 201
+    assert body["user"] == "alice"
+    # A new password ends every session made with the old one.
+    accounts.set_password("alice", "another-password-1", method=FAST_HASH)
+    assert call(client, "GET", "/-/api/whoami", {})[0] == 401
+
+
+def test_logout_ends_the_session(client: FlaskClient, people: dict) -> None:
+    csrf = client.post("/-/api/session", json={"user": "bob", "password": PASSWORD}).get_json()[
+        "csrf"
+    ]
+    assert call(client, "GET", "/-/api/session", {})[1]["user"] == "bob"
+    assert call(client, "DELETE", "/-/api/session", {})[0] == 403  # no CSRF token
+    assert call(client, "DELETE", "/-/api/session", {"X-CSRF-Token": csrf})[0] == 200
+    assert call(client, "GET", "/-/api/whoami", {})[0] == 401

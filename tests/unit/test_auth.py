@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from minirepo import auth, credentials, db, models
+from minirepo import limiter as limiter_module
 from minirepo.app import create_app
 from minirepo.auth import Authenticator, parse_basic
 from minirepo.config import Settings
@@ -424,8 +425,8 @@ def test_refused_requests_are_not_counted(pclient: FlaskClient, clock: list[floa
 
 def test_lockout_limiter_forgets_old_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Random user names cannot grow the limiter's table without bound."""
-    monkeypatch.setattr(auth, "MAX_LIMITER_KEYS", 50)
-    limiter = auth.FailureLimiter(limit=10, window=300)
+    monkeypatch.setattr(limiter_module, "MAX_LIMITER_KEYS", 50)
+    limiter = limiter_module.FailureLimiter(limit=10, window=300)
     for number in range(500):
         assert limiter.record(f"user:{number}")  # each key's first failure in its window
     assert len(limiter._failures) <= 50
