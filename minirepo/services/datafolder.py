@@ -152,6 +152,10 @@ def create_first_admin(settings: Settings) -> str | None:
     with write_transaction():
         if models.User.select().exists():
             return None
-        accounts.add_user(ADMIN_NAME, None, method=settings.password_hash, admin=True)
-        token = accounts.create_token(ADMIN_NAME, permission="admin", description="first start")
+        accounts.add_user(
+            ADMIN_NAME, None, method=settings.password_hash, admin=True, actor="first start"
+        )
+        token = accounts.create_token(
+            ADMIN_NAME, permission="admin", description="first start", actor="first start"
+        )
     return token.secret

@@ -6,6 +6,7 @@ throwaway server in tests/helpers/postgres.py, and the blobs stay in the data fo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +107,35 @@ def test_project_scoped_token_sees_only_its_projects(backend_app: Flask, tmp_pat
     assert b"one" in listing
     assert b"two" not in listing
     assert client.get("/simple/two/", headers=token_auth(scoped)).status_code == 403
+
+
+def test_overwrite_allow_replaces_for_the_owner_only(backend_app: Flask, tmp_path: Path) -> None:
+    client = backend_app.test_client()
+    alice, bob = basic("alice", PASSWORD), basic("bob", PASSWORD)
+    repos.create("scratch", overwrite="allow", default_role="uploader")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    old = make_wheel(first, Dist("nightly", "1.0", description="build 1"))
+    new = make_wheel(second, Dist("nightly", "1.0", description="build 2"))
+
+    def post(path: Path, headers: dict[str, str]) -> int:
+        form = upload_form(path)
+        response = client.post(
+            "/scratch/", data=form, headers=headers, content_type="multipart/form-data"
+        )
+        return response.status_code
+
+    assert post(old, alice) == 200
+    assert post(new, bob) == 403  # not the owner: no replacing
+    assert post(new, alice) == 200
+    page = client.get("/scratch/simple/nightly/").data.decode()
+    assert hashlib.sha256(new.read_bytes()).hexdigest() in page
+    assert hashlib.sha256(old.read_bytes()).hexdigest() not in page
+    with client.get(f"/scratch/files/nightly/{new.name}") as download:
+        assert download.data == new.read_bytes()
+        assert "no-cache" in download.headers["Cache-Control"]
+        assert "immutable" not in download.headers["Cache-Control"]
+    actions = [(e.action, e.actor) for e in audit.entries("scratch")][:3]
+    assert actions == [("upload", "alice"), ("replace", "alice"), ("upload", "alice")]
+    assert models.Tombstone.get().reason == "replaced"
