@@ -65,7 +65,7 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
         settings=settings,
         folder=folder,
         index=index,
-        uploads=UploadService(folder.store, settings.max_metadata_size, settings.test_fault),
+        uploads=UploadService(folder.store, settings.max_metadata_size),
     )
     auth.init_app(app, authenticator)
     errors.init_app(app)

@@ -59,9 +59,6 @@ class Settings:
     database: str = dataclasses.field(default="", repr=False)
     # Whether admins may read and publish every package without being granted it.
     admin_package_access: bool = True
-    # For the test suite only: "crash-after-publish" kills the server between linking an
-    # upload's blob into place and committing its rows, to prove crash recovery.
-    test_fault: str = ""
     # Which settings some layer (file, environment, flag) set: those left at their
     # default must not overwrite what the database stores (a repository's `read`).
     explicit: frozenset[str] = dataclasses.field(default=frozenset(), repr=False)

@@ -85,7 +85,7 @@ class CoreMetadata:
 
 
 def validate_project_name(name: str) -> str:
-    """The PEP 503 form of an ASCII project name; confusables and junk are refused (D3)."""
+    """The PEP 503 form of an ASCII project name; confusables and junk are refused."""
     if not name or len(name) > MAX_NAME_LENGTH or not NAME_RE.match(name):
         raise InvalidUpload(
             f"Invalid project name {name!r}: use ASCII letters, digits, '.', '_', '-'"
@@ -103,7 +103,8 @@ def parse_version(text: str, what: str = "version") -> Version:
 
 
 def parse_filename(filename: str) -> DistFilename:
-    """Validate a distribution filename; refuse rather than sanitize it (D1)."""
+    """Validate a distribution filename; refuse rather than sanitize it:
+    a name changed on the way in is a name the uploader never chose."""
     if not filename:
         raise InvalidUpload("The upload has no filename")
     if re.search(r"[\x00-\x1f\x7f/\\]", filename) or filename.startswith("."):

@@ -1,7 +1,7 @@
 """The exception hierarchy, and the one place it becomes an HTTP answer.
 
 twine, pdm, hatch and flit print only the status line of an error and uv prints only the
-body, so every refusal carries the same one-line reason in both (CLIENTS.md, trap 2).
+body, so every refusal carries the same one-line reason in both.
 """
 
 from __future__ import annotations

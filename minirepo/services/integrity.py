@@ -1,6 +1,6 @@
 """Blobs against rows: quarantine orphans at start, and `minirepo fsck`.
 
-An upload links its blob into place before its rows commit (SECURITY.md D5), so a crash in
+An upload links its blob into place before its rows commit, so a crash in
 between leaves a blob no row names. It is never served (files are found through rows), and
 the next start moves it to `<data>/quarantine/`, where an operator can still recover it.
 Blobs younger than an hour are left alone: a writer in another process may be about to

@@ -167,10 +167,9 @@ Authorize = Callable[[ProjectInfo | None, bool], None]
 
 
 class UploadService:
-    def __init__(self, store: BlobStore, metadata_cap: int, fault: str = "") -> None:
+    def __init__(self, store: BlobStore, metadata_cap: int) -> None:
         self.store = store
         self.metadata_cap = metadata_cap
-        self.fault = fault
 
     def publish(
         self,
@@ -191,8 +190,6 @@ class UploadService:
             return None  # the same bytes again: twine retries after a 5xx
         key = blob_key(sha256, checked.dist.filename)
         created_blob = self.store.put(checked.content.path, key)
-        if self.fault == "crash-after-publish":
-            os._exit(137)
         try:
             with write_transaction():
                 replaced = self._check_duplicate(repo, checked)

@@ -1,7 +1,7 @@
 """Pages for people: a repository's landing page with copy-paste client lines.
 
 Also turns an index URL set to the repository URL by mistake into a working install:
-pip and uv then ask for `/<repo>/<project>/` with the simple `Accept` (CLIENTS.md, trap 21).
+pip and uv then ask for `/<repo>/<project>/` with the simple `Accept`.
 """
 
 from __future__ import annotations

@@ -155,7 +155,10 @@ def running_server(
     data: Path,
     settings: dict[str, str] | None = None,
     preexec_fn: Callable[[], object] | None = None,
+    prelude: str = "",
 ) -> Iterator[Server]:
+    """`prelude`: Python run in the server process before minirepo starts, for a test that
+    injects a fault (patching a function) without a hook in minirepo's own code."""
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = base_env(
@@ -165,7 +168,12 @@ def running_server(
             **(settings or {}),
         }
     )
-    cmd = [sys.executable, "-m", "minirepo", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    start = (
+        ["-c", f"{prelude}\nfrom minirepo.cli import main\nmain()"]
+        if prelude
+        else ["-m", "minirepo"]
+    )
+    cmd = [sys.executable, *start, "serve", "--host", "127.0.0.1", "--port", str(port)]
     log_path = data / "serve.log"
     with log_path.open("ab") as log:  # a pipe nobody reads would block the server
         proc = subprocess.Popen(

@@ -14,6 +14,17 @@ import requests
 from tests.helpers.distfactory import Dist, make_wheel
 from tests.helpers.serverproc import Server, running_server
 
+# Kills the server between linking an upload's blob into place and committing its rows.
+CRASH_AFTER_PUBLISH = """
+import os
+from minirepo.storage import LocalBlobStore
+_put = LocalBlobStore.put
+def _put_then_crash(self, source, key):
+    _put(self, source, key)
+    os._exit(137)
+LocalBlobStore.put = _put_then_crash
+"""
+
 
 def project_status(server: Server, project: str) -> int:
     return requests.get(f"{server.url}/simple/{project}/", timeout=30).status_code
@@ -22,7 +33,7 @@ def project_status(server: Server, project: str) -> int:
 def test_crash_between_blob_publish_and_commit(tmp_path: Path) -> None:
     base = tmp_path / "srv"
     wheel = make_wheel(tmp_path, Dist("crashy", "1.0"))
-    with running_server(base, {"MINIREPO_TEST_FAULT": "crash-after-publish"}) as srv:
+    with running_server(base, prelude=CRASH_AFTER_PUBLISH) as srv:
         kept = make_wheel(tmp_path, Dist("kept", "1.0"))
         with pytest.raises(requests.ConnectionError):
             srv.upload(wheel)
