@@ -189,6 +189,10 @@ class Database:
             os.umask(old_umask)
         return target
 
+    def ping(self) -> None:
+        """One round trip: raises when the database does not answer."""
+        self.handle.execute_sql("SELECT 1").fetchone()  # type: ignore[no-untyped-call]
+
     def check(self) -> list[str]:
         """What the database itself reports as damaged (SQLite's quick_check); [] if sound."""
         if not self.is_sqlite:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from minirepo import __version__
-from minirepo.db import database
+from minirepo import __version__, db
 
 bp = Blueprint("ops", __name__)
 
@@ -13,7 +12,7 @@ bp = Blueprint("ops", __name__)
 @bp.get("/-/health")
 def health() -> Response:
     """Healthy means the database answers, not only that the process is up."""
-    database.execute_sql("SELECT 1").fetchone()
+    db.current().ping()
     response = jsonify(status="ok", version=__version__)
     response.headers["Cache-Control"] = "no-store"
     return response
