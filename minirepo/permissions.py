@@ -80,6 +80,7 @@ class ProjectInfo:
     owner_id: int | None
     owner_name: str
     maintainer_ids: frozenset[int] = frozenset()
+    id: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

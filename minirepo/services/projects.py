@@ -48,26 +48,27 @@ def _repo(name: str) -> models.Repository:
 
 
 def info(repo_id: int, normalized: str) -> ProjectInfo | None:
-    """Owner and maintainers of an existing project (two small queries), else None."""
-    row = (
-        models.Project.select(models.Project.id, models.Project.owner, models.User.name)
+    """Owner and maintainers of an existing project, in one query (uploads ask), else None."""
+    query = (
+        models.Project.select(
+            models.Project.id, models.Project.owner, models.User.name, models.ProjectMaintainer.user
+        )
         .join(models.User, peewee.JOIN.LEFT_OUTER, on=(models.Project.owner == models.User.id))
+        .switch(models.Project)
+        .join(
+            models.ProjectMaintainer,
+            peewee.JOIN.LEFT_OUTER,
+            on=(models.ProjectMaintainer.project == models.Project.id),
+        )
         .where((models.Project.repository == repo_id) & (models.Project.normalized == normalized))
         .tuples()
-        .first()
     )
-    if row is None:
+    found = rows(query)
+    if not found:
         return None
-    project_id, owner_id, owner_name = row
-    maintainers = models.ProjectMaintainer.select(models.ProjectMaintainer.user).where(
-        models.ProjectMaintainer.project == project_id
-    )
-    return ProjectInfo(
-        normalized,
-        owner_id,
-        owner_name or "",
-        frozenset(int(user_id) for (user_id,) in rows(maintainers.tuples())),
-    )
+    project_id, owner_id, owner_name, _ = found[0]
+    maintainers = frozenset(int(row[3]) for row in found if row[3] is not None)
+    return ProjectInfo(normalized, owner_id, owner_name or "", maintainers, project_id)
 
 
 def _owner_name(project: models.Project) -> str:

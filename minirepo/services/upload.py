@@ -185,23 +185,19 @@ class UploadService:
         database lock); a failed transaction removes it again unless a row names it.
         """
         checked.content.sync()
-        sha256 = checked.content.digest("sha256_digest")
-        if self._existing(repo, checked) == sha256:
-            return None  # the same bytes again: twine retries after a 5xx
-        key = blob_key(sha256, checked.dist.filename)
+        key = blob_key(checked.content.digest("sha256_digest"), checked.dist.filename)
+        # The same bytes again (twine retries after a 5xx) find their blob in place.
         created_blob = self.store.put(checked.content.path, key)
         try:
             with write_transaction():
                 replaced = self._check_duplicate(repo, checked)
                 if replaced is _SAME:
                     return None
-                authorize(
-                    projects.info(repo.id, checked.dist.normalized),
-                    isinstance(replaced, models.File),
-                )
+                project = projects.info(repo.id, checked.dist.normalized)
+                authorize(project, isinstance(replaced, models.File))
                 if isinstance(replaced, models.File):
                     _tombstone(repo, replaced, principal.name, "replaced")
-                self._insert_rows(repo, checked, principal, remote_addr, key)
+                self._insert_rows(repo, checked, principal, remote_addr, key, project)
                 generation = _bump_generation(repo.id)
         except BaseException:
             if created_blob and not _is_referenced(key):
@@ -215,22 +211,6 @@ class UploadService:
             checked.content.size,
         )
         return generation
-
-    def _existing(self, repo: RepoInfo, checked: Checked) -> str | None:
-        """The sha256 of a live file of this name in `repo`, read without the lock."""
-        row = (
-            models.File.select(models.File.sha256)
-            .where(
-                (models.File.repository == repo.id)
-                & (models.File.filename == checked.dist.filename)
-            )
-            .first()
-        )
-        if row is None:
-            return None
-        if not repo.allows_overwrite and row.sha256 != checked.content.digest("sha256_digest"):
-            raise FileExists(f"File already exists: {checked.dist.filename} (with other contents)")
-        return str(row.sha256)
 
     def _check_duplicate(self, repo: RepoInfo, checked: Checked) -> object:
         """_SAME, the file row to replace (`overwrite = allow`), or None for a new name."""
@@ -257,17 +237,24 @@ class UploadService:
         return None
 
     def _insert_rows(
-        self, repo: RepoInfo, checked: Checked, principal: Principal, remote_addr: str, key: str
+        self,
+        repo: RepoInfo,
+        checked: Checked,
+        principal: Principal,
+        remote_addr: str,
+        key: str,
+        existing: ProjectInfo | None,
     ) -> None:
         dist, metadata, content = checked.dist, checked.metadata, checked.content
-        project = models.Project.get_or_none(
-            (models.Project.repository == repo.id) & (models.Project.normalized == dist.normalized)
-        ) or models.Project.create(
-            repository=repo.id,
-            normalized=dist.normalized,
-            name=metadata.name,
-            owner=principal.user_id,
-        )
+        if existing is not None:
+            project = existing.id
+        else:
+            project = models.Project.insert(
+                repository=repo.id,
+                normalized=dist.normalized,
+                name=metadata.name,
+                owner=principal.user_id,
+            ).execute()
         canonical = canonicalize_version(metadata.version)
         release = models.Release.get_or_none(
             (models.Release.project == project) & (models.Release.canonical_version == canonical)
@@ -297,15 +284,9 @@ class UploadService:
         )
         if advertised:
             models.FileMetadata.create(file=stored, content=metadata.raw)
-        if (
-            not models.UsedFilename.select()
-            .where(
-                (models.UsedFilename.repository == repo.id)
-                & (models.UsedFilename.filename == dist.filename)
-            )
-            .exists()
-        ):
-            models.UsedFilename.create(repository=repo.id, filename=dist.filename)
+        models.UsedFilename.insert(
+            repository=repo.id, filename=dist.filename
+        ).on_conflict_ignore().execute()
         audit.record(
             principal.name,
             "upload",
