@@ -299,6 +299,92 @@ def measure_pages(
                     results.check_against(f"{metric} vs {ceiling}{suffix}", against, ceiling, limit)
 
 
+AUTH_PAGES = ("project page", "root index")
+AUTH_KINDS = ("anonymous", "password", "token", "project token")
+# The peers take part in the cell they always did (their auth has no cache to measure).
+PEER_AUTH_CELL = ("project page", 16)
+AuthCell = tuple[str, int, str]  # (page, connections, kind)
+
+
+def auth_header(handle: Handle, kind: str) -> str:
+    return {
+        "anonymous": "",
+        "password": handle.password_header,
+        "token": handle.token_header,
+        "project token": handle.project_token_header,
+    }[kind]
+
+
+def auth_cells(handle: Handle) -> list[AuthCell]:
+    """What one server is asked in the auth phase: each page at c=1 and c=16, anonymous and
+    with each kind of credentials it has; a project-scoped token on the root page only (it
+    may read nothing else of the sample), where it gets its own filtered, cached page."""
+    cells = []
+    for what in AUTH_PAGES:
+        for conns in (1, 16):
+            if not handle.name.startswith("minirepo") and (what, conns) != PEER_AUTH_CELL:
+                continue
+            for kind in AUTH_KINDS:
+                if kind != "anonymous" and not auth_header(handle, kind):
+                    continue
+                if kind == "project token" and what != "root index":
+                    continue
+                cells.append((what, conns, kind))
+    return cells
+
+
+def auth_figures(
+    handles: dict[str, Handle], projects: list[str], repeats: int, seconds: float
+) -> dict[str, dict[AuthCell, float | None]]:
+    """Each server's median req/s per auth cell, anonymous and authenticated side by side.
+
+    In each turn a server runs all its cells, each kind of a page right after the others
+    (their order rotating from turn to turn), so the anonymous figure a ratio divides by
+    is measured in the same phase, interleaved, never in another part of the run.
+    """
+    sample = page_sample(projects)
+    turns = {name: itertools.count() for name in handles}
+
+    def run(handle: Handle) -> dict[AuthCell, load.WrkResult]:
+        turn = next(turns[handle.name])
+        cells = auth_cells(handle)
+        groups = [[c for c in cells if c[:2] == (what, conns)] for what, conns, _ in cells]
+        figures = {}
+        for group in dict.fromkeys(map(tuple, groups)):
+            shift = turn % len(group)
+            for what, conns, kind in group[shift:] + group[:shift]:
+                paths = (
+                    [handle.project_path(p) for p in sample]
+                    if what == "project page"
+                    else [handle.simple_prefix]
+                )
+                header = auth_header(handle, kind)
+                headers = {"Accept": HTML_ACCEPT} | ({"Authorization": header} if header else {})
+                load.wrk(handle.base, paths, headers, conns, WARMUP_SECONDS)
+                figures[(what, conns, kind)] = load.wrk(handle.base, paths, headers, conns, seconds)
+        return figures
+
+    names = [name for name, handle in handles.items() if handle.password_header]
+    runs = interleaved(names, handles, repeats, run)
+    medians: dict[str, dict[AuthCell, float | None]] = {}
+    for name, done in runs.items():
+        medians[name] = {}
+        for cell in auth_cells(handles[name]):
+            results = sorted((r[cell] for r in done if cell in r), key=lambda run: run.rps)
+            median = results[len(results) // 2] if results else None
+            ok = median is not None and median.errors == 0 and median.rps > 0
+            medians[name][cell] = median.rps if ok else None  # type: ignore[union-attr]
+            if not ok:
+                print(f"    ! {name}: {cell}: failed requests or no answers", flush=True)
+    return medians
+
+
+def auth_metric(what: str, label: str, kind: str, conns: int) -> str:
+    if kind == "anonymous":
+        return f"{what} HTML {label}, anonymous (auth phase), c={conns}"
+    return f"{what} HTML {label}, basic auth ({kind}) on every request, c={conns}"
+
+
 def measure_auth(
     results: Results,
     handles: dict[str, Handle],
@@ -308,51 +394,21 @@ def measure_auth(
 ) -> None:
     """Pages with credentials on every request, and minirepo's ratio to anonymous.
 
-    The anonymous figure the ratio needs is measured here again, in turn with the
-    authenticated ones (each repeat runs all three kinds), so drift cannot tilt the ratio.
+    Each authenticated row is held to the anonymous row of the same page and connections,
+    measured in the same turns (`auth_figures`), with at least AUTH_REPEATS turns.
     """
-    sample = page_sample(projects)
-    kinds: dict[str, Callable[[Handle], str]] = {
-        "anonymous": lambda handle: "",
-        "password": lambda handle: handle.password_header,
-        "token": lambda handle: handle.token_header,
-    }
-
-    def run(handle: Handle) -> dict[str, load.WrkResult]:
-        paths = [handle.project_path(p) for p in sample]
-        figures = {}
-        for kind, header_of in kinds.items():
-            header = header_of(handle)
-            if kind != "anonymous" and not header:
-                continue
-            headers = {"Accept": HTML_ACCEPT} | ({"Authorization": header} if header else {})
-            load.wrk(handle.base, paths, headers, 16, WARMUP_SECONDS)
-            figures[kind] = load.wrk(handle.base, paths, headers, 16, args.seconds)
-        return figures
-
-    names = [name for name, handle in handles.items() if handle.password_header]
-    runs = interleaved(names, handles, max(args.repeats, AUTH_REPEATS), run)
-    medians: dict[str, dict[str, float | None]] = {kind: {} for kind in kinds}
-    for name, repeats in runs.items():
-        for kind in kinds:
-            done = sorted((r[kind] for r in repeats if kind in r), key=lambda run: run.rps)
-            median = done[len(done) // 2] if done else None
-            if median is not None and median.errors == 0 and median.rps > 0:
-                medians[kind][name] = median.rps
-            else:
-                medians[kind][name] = None
-    anonymous = medians["anonymous"]["minirepo"]
-    results.add(
-        f"project page HTML {label}, anonymous (auth phase), c=16",
-        "req/s",
-        medians["anonymous"],
-        True,
-    )
-    for kind in ("password", "token"):
-        metric = f"project page HTML, basic auth ({kind}) on every request, c=16"
-        results.add(metric, "req/s", medians[kind], True)
-        pair = {"minirepo": medians[kind].get("minirepo"), "anonymous": anonymous}
-        results.check_against(f"{metric} vs anonymous", pair, "anonymous", AUTH_VS_ANONYMOUS)
+    medians = auth_figures(handles, projects, max(args.repeats, AUTH_REPEATS), args.seconds)
+    cells = dict.fromkeys(cell for name in medians for cell in auth_cells(handles[name]))
+    for what, conns, kind in cells:
+        values = {name: figures.get((what, conns, kind)) for name, figures in medians.items()}
+        metric = auth_metric(what, label, kind, conns)
+        results.add(metric, "req/s", values, True)
+        if kind != "anonymous":
+            anonymous = medians["minirepo"].get((what, conns, "anonymous"))
+            pair = {"minirepo": values.get("minirepo"), "anonymous": anonymous}
+            results.check_against(
+                f"{metric} vs anonymous (same phase)", pair, "anonymous", AUTH_VS_ANONYMOUS
+            )
 
 
 def twine_upload(
@@ -572,6 +628,13 @@ def run_size(
         for handle in handles.values():
             seconds = load.timed(lambda h=handle: load_corpus(h, everything, pypi_dir))
             print(f"  loaded {len(everything)} files into {handle.name} in {seconds:.1f}s")
+        if "minirepo" in handles:
+            made = servers.populate_minirepo(handles["minirepo"], corpus.projects)
+            print(
+                f"  populated minirepo: {made['repositories']} repositories, {made['users']} "
+                f"users, {made['grants']} grants, {made['tokens']} tokens in {made['seconds']}s",
+                flush=True,
+            )
         if not load.settle(pids_of(handles.values())):
             print("    ! the servers were still busy a minute after the load", flush=True)
         if full:

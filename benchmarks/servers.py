@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
+import importlib.metadata
 import json
 import os
 import re
@@ -51,6 +52,27 @@ def peers_venv() -> Path:
     return venv
 
 
+def minirepo_venv() -> Path:
+    """A venv with minirepo's runtime dependencies only, as `pip install minirepo` on a Pi
+    leaves it: no test extra, so no psycopg, which peewee imports at start whenever it is
+    installed (+11 MB RSS and +0.18 s start measured; the postgres extra is opt-in)."""
+    wanted = sorted(
+        requirement
+        for requirement in importlib.metadata.requires("minirepo") or []
+        if "extra ==" not in requirement
+    )
+    venv = cache_dir() / "minirepo-venv"
+    marker = venv / "installed.json"
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return venv
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", *wanted], check=True
+    )
+    marker.write_text(json.dumps(wanted))
+    return venv
+
+
 def peer_version(venv: Path, package: str) -> str:
     result = subprocess.run(
         [str(venv / "bin/python"), "-m", "pip", "show", package], capture_output=True, text=True
@@ -73,6 +95,10 @@ class Handle:
     start_seconds: float
     password_header: str = ""
     token_header: str = ""
+    # A read token scoped to a few projects: its root page lists only those (minirepo).
+    project_token_header: str = ""
+    data: Path | None = None  # minirepo's data folder, for the population step
+    source: Path | None = None  # the checkout minirepo runs from
     bulk_headers: dict[str, str] = dataclasses.field(default_factory=dict)
     pids: list[int] = dataclasses.field(default_factory=list)
 
@@ -90,7 +116,12 @@ class Handle:
 
 
 def _launch(
-    cmd: list[str], folder: Path, probe: str, timeout: float, env: dict[str, str] | None = None
+    cmd: list[str],
+    folder: Path,
+    probe: str,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start a pinned server logging to `<folder>/server.log`; wait until `probe` answers.
 
@@ -100,17 +131,25 @@ def _launch(
     start = time.perf_counter()
     with log.open("ab") as handle:
         proc = subprocess.Popen(
-            _pinned(cmd), stdout=handle, stderr=subprocess.STDOUT, env=env or base_env()
+            _pinned(cmd), stdout=handle, stderr=subprocess.STDOUT, env=env or base_env(), cwd=cwd
         )
     wait_answering(probe, proc, log, timeout, pause=0.01)
     return proc, time.perf_counter() - start
 
 
-def start_minirepo(folder: Path, threads: int) -> Handle:
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def start_minirepo(
+    folder: Path, threads: int, source: Path = CHECKOUT, name: str = "minirepo"
+) -> Handle:
+    """minirepo from `source` (this checkout, or another one such as a `git worktree` of
+    an older commit: it runs from there, with the same interpreter and packages)."""
     # Bytecode as `pip install` leaves it: this checkout may never have written any (for
     # one, under PYTHONDONTWRITEBYTECODE), and compiling at each start is not start-up.
-    package = Path(__file__).resolve().parent.parent / "minirepo"
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+    package = source / "minirepo"
+    python = str(minirepo_venv() / "bin/python")
+    subprocess.run([python, "-m", "compileall", "-q", str(package)], check=True)
     port = free_port()
     data = folder / "data"
     env = base_env(
@@ -118,23 +157,25 @@ def start_minirepo(folder: Path, threads: int) -> Handle:
             "MINIREPO_DATA": str(data),
             "MINIREPO_THREADS": str(threads),
             "MINIREPO_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(source),
         }
     )
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "minirepo", "serve", "--port", str(port)]
-    proc, started = _launch(cmd, folder, f"{base}/simple/", 60, env)
+    cmd = [python, "-m", "minirepo", "serve", "--port", str(port)]
+    proc, started = _launch(cmd, folder, f"{base}/simple/", 60, env, cwd=source)
     log = (folder / "server.log").read_text()
     token = re.search(r"\bmr-[A-Za-z0-9_-]{20,}", log).group(0)  # type: ignore[union-attr]
     subprocess.run(
-        [sys.executable, "-m", "minirepo", "user", "add", USER, "--password-stdin"],
+        [python, "-m", "minirepo", "user", "add", USER, "--password-stdin"],
         input=PASSWORD + "\n",
         text=True,
         env=env,
+        cwd=source,
         check=True,
         capture_output=True,
     )
     handle = Handle(
-        "minirepo",
+        name,
         base,
         "/simple/",
         f"{base}/",
@@ -144,8 +185,37 @@ def start_minirepo(folder: Path, threads: int) -> Handle:
         token_header=basic_header("__token__", token),
         bulk_headers={"Authorization": basic_header("__token__", token)},
         pids=[proc.pid],
+        data=data,
+        source=source,
     )
     return handle
+
+
+def populate_minirepo(handle: Handle, projects: list[str]) -> dict[str, object]:
+    """`benchmarks/population.py` on the handle's data folder, beside the running server,
+    with the handle's minirepo: then its token rows use the measured user's read tokens
+    (unscoped, and scoped to three projects) instead of the first admin's."""
+    assert handle.data is not None
+    assert handle.source is not None
+    script = Path(__file__).resolve().parent / "population.py"
+    cmd = [
+        sys.executable,
+        str(script),
+        "--data",
+        str(handle.data),
+        "--user",
+        USER,
+        "--projects",
+        ",".join(projects),
+    ]
+    env = base_env({"PYTHONPATH": str(handle.source)})
+    out = subprocess.run(
+        cmd, env=env, cwd=handle.source, check=True, capture_output=True, text=True, timeout=600
+    ).stdout
+    made: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    handle.token_header = str(made["token_header"])
+    handle.project_token_header = str(made["project_token_header"])
+    return made
 
 
 def _htpasswd(path: Path, venv: Path) -> None:
