@@ -1,7 +1,7 @@
 """Peewee models: repositories, projects, releases, files, users, tokens, the audit log.
 
 Never imports Flask, so the CLI and the server share it. Every change to these classes is
-a new schema version with its migration step in `schema.py`.
+a new schema version with its migration step in `migrations.py`.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class Counter(BaseModel):
 
 
 class SchemaVersion(BaseModel):
-    """One row: the schema version this database is at (see `schema.py`)."""
+    """One row: the schema version this database is at (see `migrations.py`)."""
 
     version = peewee.IntegerField()
 

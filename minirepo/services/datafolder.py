@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from minirepo import models, schema
+from minirepo import migrations, models
 from minirepo.config import Settings
 from minirepo.db import Database, MissingDataFolder, open_database, write_transaction
 from minirepo.errors import UserError
@@ -74,7 +74,7 @@ def open_data(settings: Settings) -> DataFolder:
         raise MissingDataFolder(settings.data)
     database = open_database(settings.database, settings.data, settings.busy_timeout, create=False)
     try:
-        schema.check(database)
+        migrations.check(database)
     except BaseException:
         database.close()
         raise
@@ -91,7 +91,7 @@ def open_for_serving(settings: Settings) -> DataFolder:
     store.ensure_dirs()
     (settings.data / "quarantine").mkdir(mode=0o700, exist_ok=True)
     database = open_database(settings.database, settings.data, settings.busy_timeout, create=True)
-    schema.prepare(database, settings.data / "backups")
+    migrations.prepare(database, settings.data / "backups")
     secret = _load_secret(settings.data / "secret")
     with database.activated():
         repos.ensure_default(

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from minirepo import models, schema
+from minirepo import migrations, models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services import accounts, audit, projects, repos
@@ -52,7 +52,7 @@ def _upload(
 
 def test_schema_is_current(backend_app: Flask) -> None:
     services: Services = backend_app.extensions["minirepo"]
-    assert schema.version_of(services.folder.database) == schema.LATEST
+    assert migrations.version_of(services.folder.database) == migrations.LATEST
 
 
 def test_owner_maintainer_and_private_repository(backend_app: Flask, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from minirepo import models, schema
+from minirepo import migrations, models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.errors import UserError
@@ -66,7 +66,7 @@ def test_upgrade_copies_the_database_aside_first(upgraded: Flask, tmp_path: Path
     copies = list((tmp_path / "data" / "backups").glob("minirepo-schema1-*.sqlite3"))
     assert len(copies) == 1
     assert copies[0].stat().st_mode & 0o077 == 0
-    assert models.SchemaVersion.get().version == schema.LATEST
+    assert models.SchemaVersion.get().version == migrations.LATEST
 
 
 def test_upgrade_keeps_every_file_and_page(upgraded: Flask) -> None:
@@ -139,6 +139,6 @@ def test_new_rules_hold_after_the_upgrade(
 
 def test_a_newer_schema_is_refused(upgraded: Flask, old_folder: tuple[Settings, dict]) -> None:
     settings, _ = old_folder
-    models.SchemaVersion.update(version=schema.LATEST + 1).execute()
+    models.SchemaVersion.update(version=migrations.LATEST + 1).execute()
     with pytest.raises(UserError, match="made by a newer minirepo"):
         datafolder.open_data(settings)
