@@ -26,6 +26,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 REPOSITORIES = 50  # with the default one
 USERS = 500
@@ -68,17 +69,7 @@ def populate(data: Path, user: str, projects: list[str]) -> dict[str, object]:
                 grants += 1
         for i in range(0, len(every), 5):
             repos.grant(user, every[i], ("uploader", "reader")[i % 2])  # uploader in main
-        tokens = 0
-        for i, account in enumerate(users):
-            for k in range(TOKENS_PER_USER):
-                scope = (i + k) % 3
-                accounts.create_token(
-                    account,
-                    permission=("read", "upload")[k % 2],
-                    repositories=(every[(i * 7) % len(every)],) if scope == 1 else (),
-                    projects=(projects[(i + k) % len(projects)],) if scope == 2 else (),
-                )
-                tokens += 1
+        tokens = _make_tokens(accounts, users, every, projects)
         mine = _own_tokens(accounts, user, default, projects, new=True)
     folder.database.close()
     return {
@@ -123,17 +114,7 @@ def _populate_old(settings: object, user: str, projects: list[str]) -> dict[str,
         users = [f"user-{i:03d}" for i in range(USERS)]
         for account in users:
             accounts.add_user(account, None, method=settings.password_hash)  # type: ignore[attr-defined]
-        tokens = 0
-        for i, account in enumerate(users):
-            for k in range(TOKENS_PER_USER):
-                scope = (i + k) % 3
-                accounts.create_token(
-                    account,
-                    permission=("read", "upload")[k % 2],
-                    repositories=(every[(i * 7) % len(every)],) if scope == 1 else (),
-                    projects=(projects[(i + k) % len(projects)],) if scope == 2 else (),
-                )
-                tokens += 1
+        tokens = _make_tokens(accounts, users, every, projects)
         mine = _own_tokens(accounts, user, default, projects, new=False)
     db.database.close()
     return {
@@ -155,6 +136,23 @@ def main() -> None:
     args = parser.parse_args()
     projects = [p for p in args.projects.split(",") if p]
     print(json.dumps(populate(args.data, args.user, projects)))
+
+
+def _make_tokens(accounts: Any, users: list[str], every: list[str], projects: list[str]) -> int:
+    """TOKENS_PER_USER each, read and upload; a third unscoped, a third scoped to a
+    repository, a third to a project (the same call on the old and the new code)."""
+    tokens = 0
+    for i, account in enumerate(users):
+        for k in range(TOKENS_PER_USER):
+            scope = (i + k) % 3
+            accounts.create_token(
+                account,
+                permission=("read", "upload")[k % 2],
+                repositories=(every[(i * 7) % len(every)],) if scope == 1 else (),
+                projects=(projects[(i + k) % len(projects)],) if scope == 2 else (),
+            )
+            tokens += 1
+    return tokens
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, session
@@ -186,25 +187,26 @@ def _within_own_scope(
     principal: Principal, repositories: tuple[str, ...], project_names: tuple[str, ...]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """A token made with a scoped token is no wider: empty means the caller's scope."""
-    own_repos = tuple(sorted(principal.token_repositories.values()))
-    if own_repos:
-        if not repositories:
-            repositories = own_repos
-        elif not set(repositories) <= set(own_repos):
-            raise Forbidden(
-                f"token {principal.token_prefix} is scoped to repository "
-                f"{', '.join(own_repos)}: a new token can't be wider"
-            )
-    own_projects = tuple(sorted(principal.token_projects))
-    if own_projects:
-        if not project_names:
-            project_names = own_projects
-        elif not set(project_names) <= set(own_projects):
-            raise Forbidden(
-                f"token {principal.token_prefix} is scoped to project "
-                f"{', '.join(own_projects)}: a new token can't be wider"
-            )
-    return repositories, project_names
+    return (
+        _narrowed(principal, "repository", repositories, principal.token_repositories.values()),
+        _narrowed(principal, "project", project_names, principal.token_projects),
+    )
+
+
+def _narrowed(
+    principal: Principal, what: str, given: tuple[str, ...], own_scope: Iterable[str]
+) -> tuple[str, ...]:
+    own = tuple(sorted(own_scope))
+    if not own:
+        return given
+    if not given:
+        return own
+    if not set(given) <= set(own):
+        raise Forbidden(
+            f"token {principal.token_prefix} is scoped to {what} {', '.join(own)}: "
+            "a new token can't be wider"
+        )
+    return given
 
 
 @bp.delete("/tokens/<handle>")
