@@ -50,7 +50,7 @@ def test_upload_database_failure_status(
         raise peewee.OperationalError(message)
 
     before = snapshot(settings)
-    monkeypatch.setattr(models.UsedFilename, "create", fail)
+    monkeypatch.setattr(models.Event, "create", fail)  # the last insert of an upload
     response = post_upload(client, admin, wheel)
     assert response.status_code == status
     assert "\n" not in response.status
