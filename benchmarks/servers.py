@@ -38,39 +38,35 @@ def cache_dir() -> Path:
     return base / "minirepo-bench"
 
 
-def peers_venv() -> Path:
-    """A venv with the peers, made once and reused (pip only runs when it is missing)."""
-    venv = cache_dir() / "peers-venv"
+def cached_venv(name: str, packages: list[str]) -> Path:
+    """A venv in the cache holding `packages`, made once and reused (pip only runs when
+    the list it was made with differs)."""
+    venv = cache_dir() / name
     marker = venv / "installed.json"
-    if marker.exists() and json.loads(marker.read_text()) == PEER_PACKAGES:
+    if marker.exists() and json.loads(marker.read_text()) == packages:
         return venv
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     subprocess.run(
-        [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True
+        [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", *packages], check=True
     )
-    marker.write_text(json.dumps(PEER_PACKAGES))
+    marker.write_text(json.dumps(packages))
     return venv
+
+
+def peers_venv() -> Path:
+    return cached_venv("peers-venv", PEER_PACKAGES)
 
 
 def minirepo_venv() -> Path:
     """A venv with minirepo's runtime dependencies only, as `pip install minirepo` on a Pi
     leaves it: no test extra, so no psycopg, which peewee imports at start whenever it is
     installed (+11 MB RSS and +0.18 s start measured; the postgres extra is opt-in)."""
-    wanted = sorted(
+    runtime = sorted(
         requirement
         for requirement in importlib.metadata.requires("minirepo") or []
         if "extra ==" not in requirement
     )
-    venv = cache_dir() / "minirepo-venv"
-    marker = venv / "installed.json"
-    if marker.exists() and json.loads(marker.read_text()) == wanted:
-        return venv
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", *wanted], check=True
-    )
-    marker.write_text(json.dumps(wanted))
-    return venv
+    return cached_venv("minirepo-venv", runtime)
 
 
 def peer_version(venv: Path, package: str) -> str:
