@@ -13,9 +13,9 @@ import pytest
 
 from minirepo.config import Settings
 from minirepo.server import first_start_banner
+from tests.helpers.clients import installed, run
 from tests.helpers.distfactory import Dist, make_wheel
 from tests.helpers.serverproc import TOKEN_RE, client_env, running_server
-from tests.integration.test_publish_install import installed, run
 
 
 def printed_command(log: str, program: str) -> list[str]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from uv import find_uv_bin
 
+from tests.helpers.clients import build_chain, installed, run, twine_upload
 from tests.helpers.serverproc import Server, client_env, running_server
-from tests.integration.test_publish_install import build_chain, installed, run, twine_upload
 
 UV = find_uv_bin()
 

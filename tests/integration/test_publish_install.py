@@ -2,52 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from uv import find_uv_bin
 
+from tests.helpers.clients import build_chain, installed, run, twine_upload
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel
 from tests.helpers.serverproc import Server
 
 UV = find_uv_bin()
-
-
-def run(
-    cmd: list[str], env: dict[str, str], cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
-
-
-def twine_upload(
-    server: Server,
-    env: dict[str, str],
-    files: list[Path],
-    user: str,
-    password: str,
-    url: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"]
-    cmd += ["--repository-url", url or f"{server.url}/", "-u", user, "-p", password]
-    return run(cmd + [str(path) for path in files], env)
-
-
-def build_chain(folder: Path, prefix: str) -> tuple[list[Path], str]:
-    """Two projects, the first depending on the second; returns files and the top's name."""
-    top, dep = f"{prefix}-app", f"{prefix}_lib"
-    files = [
-        make_wheel(folder, Dist(dep, "1.0")),
-        make_wheel(folder, Dist(dep, "2.0", requires_python=">=3.8")),
-        make_sdist(folder, Dist(dep, "2.0", requires_python=">=3.8")),
-        make_wheel(folder, Dist(top, "0.1", requires_dist=(f"{dep}>=2",))),
-    ]
-    return files, top
-
-
-def installed(target: Path) -> set[str]:
-    return {path.name for path in target.iterdir()}
 
 
 def test_twine_upload_then_pip_and_uv_install(
