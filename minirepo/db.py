@@ -237,10 +237,10 @@ def open_sqlite(path: Path, busy_timeout: float) -> peewee.SqliteDatabase:
     )
 
 
-def sqlite_path(url: str, data: Path) -> Path | None:
-    """The SQLite file a `database` setting names (empty: the data folder's), else None."""
+def sqlite_path(url: str, default: Path) -> Path | None:
+    """The SQLite file a `database` setting names (empty: `default`), else None."""
     if not url:
-        return data / "minirepo.sqlite3"
+        return default
     if url.startswith("sqlite:///"):
         return Path(unquote(url.removeprefix("sqlite://")))
     return None
@@ -255,13 +255,13 @@ def redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def open_database(url: str, data: Path, busy_timeout: float, *, create: bool) -> Database:
+def open_database(url: str, default: Path, busy_timeout: float, *, create: bool) -> Database:
     """The database a `database` setting names; `create` allows a new SQLite file.
 
     Without `create`, a missing SQLite file is an error: the CLI must never make an empty
     data folder by being run in the wrong directory.
     """
-    path = sqlite_path(url, data)
+    path = sqlite_path(url, default)
     if path is not None:
         if not create and not path.is_file():
             raise MissingDataFolder(path.parent if not url else path)

@@ -72,7 +72,9 @@ def open_data(settings: Settings) -> DataFolder:
     old schema (only `serve` upgrades) and a newer one."""
     if settings.database == "" and not settings.data.is_dir():
         raise MissingDataFolder(settings.data)
-    database = open_database(settings.database, settings.data, settings.busy_timeout, create=False)
+    database = open_database(
+        settings.database, settings.database_path, settings.busy_timeout, create=False
+    )
     try:
         migrations.check(database)
     except BaseException:
@@ -90,7 +92,9 @@ def open_for_serving(settings: Settings) -> DataFolder:
     store = blob_store(settings)
     store.ensure_dirs()
     (settings.data / "quarantine").mkdir(mode=0o700, exist_ok=True)
-    database = open_database(settings.database, settings.data, settings.busy_timeout, create=True)
+    database = open_database(
+        settings.database, settings.database_path, settings.busy_timeout, create=True
+    )
     migrations.prepare(database, settings.data / "backups")
     secret = _load_secret(settings.data / "secret")
     with database.activated():

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 READ_MODES = ("anonymous", "authenticated")
 OVERWRITE_MODES = ("never", "allow")
 DEFAULT_ROLES = ("none", "reader", "uploader")
-KINDS = ("hosted",)
 # The default repository is made with PyPI's model: any account may create a project.
 DEFAULT_REPOSITORY_ROLE = "uploader"
 
@@ -179,7 +178,12 @@ def delete(name: str, *, force: bool = False, actor: str = "cli") -> int:
     """
     with write_transaction():
         row = get(name)
-        files = list(models.File.select().where(models.File.repository == row.id))
+        files = list(
+            models.File.select(models.File, models.Release, models.Project)
+            .join(models.Release)
+            .join(models.Project)
+            .where(models.File.repository == row.id)
+        )
         if files and not force:
             raise UserError(
                 f"Repository {name!r} holds {len(files)} file(s): pass --force to delete it anyway"
