@@ -48,6 +48,15 @@ class Settings:
     threads: int = 8
     connection_limit: int = 100
     channel_timeout: int = 120
+    # The defences of a server on a shared LAN (README, "Security"); see hardening.py.
+    header_timeout: int = 10
+    max_idle_connections_per_address: int = 20
+    # 0 means twice `max_upload_size`: two full uploads can be received at once.
+    max_spool_bytes: int = 0
+    max_archive_members: int = 100_000
+    # Behind nginx or Caddy: the proxy's address, whose X-Forwarded-* headers are believed.
+    trusted_proxy: str = ""
+    trusted_proxy_headers: str = "x-forwarded-for x-forwarded-proto x-forwarded-host"
     password_hash: str = "scrypt"  # noqa: S105 - a method name
     auth_cache_seconds: int = 60
     login_failure_limit: int = 10
@@ -71,6 +80,11 @@ class Settings:
         return self.data / "minirepo.sqlite3"
 
     @property
+    def spool_limit(self) -> int:
+        """The bytes of request bodies that may be spooled at once, over all requests."""
+        return self.max_spool_bytes or 2 * self.max_upload_size
+
+    @property
     def base_url(self) -> str:
         """The URL printed for users: `public_url`, else the bind address.
 
@@ -88,8 +102,8 @@ FIELDS = {field.name: field for field in dataclasses.fields(Settings) if field.n
 
 # Settings whose values are sizes or durations (`minirepo.units`); a plain number is in
 # bytes or seconds, as it was before units were accepted.
-SIZES = ("max_upload_size", "max_metadata_size")
-WHOLE_SECONDS = ("channel_timeout", "auth_cache_seconds", "login_failure_window")
+SIZES = ("max_upload_size", "max_metadata_size", "max_spool_bytes")
+WHOLE_SECONDS = ("channel_timeout", "header_timeout", "auth_cache_seconds", "login_failure_window")
 SECONDS = ("busy_timeout", "page_cache_seconds")
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
@@ -178,6 +192,9 @@ POSITIVE = (
     "threads",
     "connection_limit",
     "channel_timeout",
+    "header_timeout",
+    "max_idle_connections_per_address",
+    "max_archive_members",
     "login_failure_limit",
     "login_failure_window",
 )
