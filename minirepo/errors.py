@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
+from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response as BaseResponse
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,11 @@ def one_line(text: str) -> str:
 
 API_PREFIX = "/-/api/"
 
+# On every answer, whichever layer makes it (Flask, or the fast path without it): a 404
+# echoes the path and a `.metadata` is the uploader's text, and neither may be sniffed
+# into HTML by a browser.
+ALWAYS_HEADERS = (("X-Content-Type-Options", "nosniff"),)
+
 
 def to_response(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
     """Answer with `reason` as the reason phrase and as the body: plain text, or
@@ -129,7 +137,43 @@ def to_response(status: int, reason: str, headers: dict[str, str] | None = None)
     return response
 
 
+def redirect(location: str, status: int = 301) -> Response:
+    """A redirect to `location`, a path or a reference relative to the request's URL.
+
+    Never an absolute URL built from the request: `Host:` is the client's to choose, and
+    a shared cache would hand a forged one's redirect to everyone asking for that URL.
+    """
+    response = Response(f"Moved to {location}\n", status=status, mimetype="text/plain")
+    response.headers["Location"] = location
+    return response
+
+
+def _local_redirect(exc: RequestRedirect) -> Response:
+    """werkzeug's trailing-slash and merged-slash redirects, as a path on this server.
+
+    werkzeug builds `new_url` from `Host:`; only its path and query are kept. The path
+    starts with SCRIPT_NAME (a path token's `/-/t/<token>` prefix, so the client keeps its
+    credentials) and with exactly one slash: `//name/...` would be another host.
+    """
+    target = urlsplit(iri_to_uri(exc.new_url))
+    path = "/" + target.path.lstrip("/")
+    return redirect(urlunsplit(("", "", path, target.query, "")), exc.code)
+
+
 def init_app(app: Flask) -> None:
+    @app.before_request
+    def _redirect_without_host() -> Response | None:
+        """Flask answers a routing redirect with werkzeug's own response, bypassing the
+        error handlers: answer it here, before the view would have run."""
+        if isinstance(request.routing_exception, RequestRedirect):
+            return _local_redirect(request.routing_exception)
+        return None
+
+    @app.after_request
+    def _always_headers(response: BaseResponse) -> BaseResponse:
+        response.headers.update(ALWAYS_HEADERS)
+        return response
+
     @app.errorhandler(MinirepoError)
     def _minirepo_error(exc: MinirepoError) -> Response:
         return to_response(exc.status, exc.reason, exc.headers)
@@ -138,8 +182,6 @@ def init_app(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> BaseResponse:
         response = exc.get_response()
         status = exc.code or 500
-        if 300 <= status < 400:
-            return response
         reason = exc.description or exc.name
         if status == 413:
             reason = "Request body too large for this server"

@@ -19,7 +19,7 @@ from typing import Any
 import peewee
 
 from minirepo.auth import PATH_TOKEN_KEY, Authenticator
-from minirepo.errors import MinirepoError
+from minirepo.errors import ALWAYS_HEADERS, MinirepoError
 from minirepo.permissions import Action, listing_filter, may
 from minirepo.services.index import Index
 from minirepo.views.simple import negotiate, page_answer
@@ -48,7 +48,7 @@ class FastPages:
             answer = self._answer(environ)
             if answer is not None:
                 status, headers, body = answer
-                start_response(_REASONS[status], headers)
+                start_response(_REASONS[status], [*headers, *ALWAYS_HEADERS])
                 return [] if method == "HEAD" else [body]
         return self.app(environ, start_response)
 
@@ -96,7 +96,11 @@ class PathTokens:
     """`/-/t/<token>/...` for CI and Docker builds where Basic auth is awkward: the token
     becomes the request's credentials and the path the plain one, so the links (relative)
     keep the prefix. Only read tokens count there (the authenticator checks), and the
-    token never reaches a log line: every log names the rewritten path."""
+    token never reaches a log line: every log names the rewritten path.
+
+    The prefix moves to SCRIPT_NAME, as WSGI says for the part of the URL that leads to
+    the app: the redirects werkzeug makes (`.../simple` to `.../simple/`) then keep it.
+    """
 
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
@@ -109,6 +113,7 @@ class PathTokens:
         if match is not None and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             credentials = base64.b64encode(f"__token__:{match['token']}".encode()).decode()
             environ["HTTP_AUTHORIZATION"] = f"Basic {credentials}"
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + path[: match.start("rest")]
             environ["PATH_INFO"] = match["rest"]
             environ["RAW_URI"] = environ["REQUEST_URI"] = match["rest"]
             environ[PATH_TOKEN_KEY] = True

@@ -1,4 +1,4 @@
-"""Opening the data folder: the serve lock, the schema, the secret, the first start.
+"""Opening the data folder: its modes, the serve lock, the schema, the secret, the first start.
 
 `minirepo serve` creates or upgrades a data folder; every other command opens an existing
 one and refuses an empty place, so a command run in the wrong directory never makes a
@@ -13,13 +13,21 @@ import fcntl
 import logging
 import os
 import secrets
+import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from minirepo import migrations, models
 from minirepo.config import Settings
-from minirepo.db import Database, MissingDataFolder, open_database, write_transaction
+from minirepo.db import (
+    Database,
+    MissingDataFolder,
+    open_database,
+    sqlite_path,
+    write_transaction,
+)
 from minirepo.errors import UserError
 from minirepo.services import accounts, integrity, repos
 from minirepo.storage import BlobStore, LocalBlobStore
@@ -28,6 +36,12 @@ log = logging.getLogger(__name__)
 
 ADMIN_NAME = "admin"
 SECRET_BYTES = 32
+
+# What minirepo keeps at the top of a data folder. Only these are made private: a folder
+# named by mistake (a home directory) may hold the operator's own files.
+_FOLDERS = ("files", "tmp", "backups", "quarantine")
+_FILES = ("secret", "serve.lock")
+_SQLITE_FILES = ("", "-wal", "-shm", "-journal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +81,64 @@ def _load_secret(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _owned_paths(data: Path, database: Path | None) -> Iterator[Path]:
+    """The data folder, what minirepo keeps at its top, the database copies in backups/,
+    and the SQLite files of `database` wherever it is.
+
+    The package files below files/ are not listed: a store may hold tens of thousands on
+    a Raspberry Pi's SD card, and files/ at 0700 (inside a 0700 data folder) already
+    keeps every other user out of them.
+    """
+    yield data
+    for name in (*_FOLDERS, *_FILES):
+        yield data / name
+    backups = data / "backups"
+    if backups.is_dir() and not backups.is_symlink():
+        yield from sorted(backups.iterdir())
+    if database is not None:
+        for suffix in _SQLITE_FILES:
+            yield database.with_name(database.name + suffix)
+
+
+def _make_private(settings: Settings) -> None:
+    """Take group and other access off what minirepo keeps (0600 files, 0700 folders).
+
+    An older version, a `cp -r`, a restore or a wide umask may have left the signing
+    secret and the database (password hashes, token digests) readable by every local
+    user. The data folder and the database file are followed if they are links (the
+    operator named them); links found inside are not, so no file elsewhere changes mode.
+    The data folder is narrowed first, so no other user can swap in a link meanwhile.
+    One warning names all that changed; a folder already private logs nothing.
+    """
+    data = settings.data.resolve()
+    database = sqlite_path(settings.database, settings.database_path)
+    changed = []
+    for path in _owned_paths(data, database.resolve() if database else None):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        old = stat.S_IMODE(info.st_mode)
+        if stat.S_ISLNK(info.st_mode) or not old & 0o077:
+            continue
+        path.chmod(old & 0o700)
+        name = path.relative_to(data).as_posix() if path.is_relative_to(data) else str(path)
+        slash = "/" if stat.S_ISDIR(info.st_mode) else ""
+        changed.append(f"{name}{slash} {old:04o}->{old & 0o700:04o}")
+    if changed:
+        log.warning(
+            "data folder %s was readable by other users; made private: %s",
+            data,
+            ", ".join(changed),
+        )
+
+
 def open_data(settings: Settings) -> DataFolder:
     """An existing data folder, for every command but `serve`: refuse an empty place, an
     old schema (only `serve` upgrades) and a newer one."""
     if settings.database == "" and not settings.data.is_dir():
         raise MissingDataFolder(settings.data)
+    _make_private(settings)
     database = open_database(
         settings.database, settings.database_path, settings.busy_timeout, create=False
     )
@@ -89,6 +156,7 @@ def open_for_serving(settings: Settings) -> DataFolder:
     """Make the folder usable for `serve` (which holds its lock): create or upgrade the
     schema, the default repository, sweep `tmp/` and quarantine old orphan blobs."""
     settings.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_private(settings)
     store = blob_store(settings)
     store.ensure_dirs()
     (settings.data / "quarantine").mkdir(mode=0o700, exist_ok=True)

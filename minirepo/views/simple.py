@@ -6,7 +6,7 @@ from flask import Blueprint, Response, request
 from werkzeug.http import parse_accept_header, parse_etags
 
 from minirepo import auth, names
-from minirepo.errors import NotFound
+from minirepo.errors import NotFound, redirect
 from minirepo.permissions import Action, listing_filter
 from minirepo.services.index import HTML, HTML_V1, JSON_V1, Page
 from minirepo.services.repos import RepoInfo
@@ -104,13 +104,6 @@ def _page_response(page: Page, kind: str, repo: RepoInfo) -> Response:
     return Response(body or None, status=status, headers=headers)
 
 
-def redirect_to(location: str) -> Response:
-    response = Response(status=301, headers={"Location": location, "Vary": "Accept"})
-    response.headers["Content-Type"] = "text/plain"
-    response.set_data(f"Moved to {location}\n")
-    return response
-
-
 def normalize_or_404(project: str) -> str:
     normalized = names.normalized_project(project)
     if normalized is None:
@@ -151,7 +144,7 @@ def project_page(repo: str | None, project: str) -> Response:
     kind = negotiate(request.headers.get("Accept"))
     normalized, page = existing_project(info, project, kind)
     if normalized != project:
-        return redirect_to(f"../{normalized}/")
+        return redirect(f"../{normalized}/")
     return _page_response(page, kind, info)
 
 
@@ -160,4 +153,4 @@ def project_page(repo: str | None, project: str) -> Response:
 def project_without_slash(repo: str | None, project: str) -> Response:
     info = repository(repo)
     normalized, _ = existing_project(info, project, negotiate(request.headers.get("Accept")))
-    return redirect_to(f"{normalized}/")
+    return redirect(f"{normalized}/")

@@ -12,11 +12,11 @@ import html
 from flask import Blueprint, Response, request
 
 from minirepo import auth
-from minirepo.errors import NotFound
+from minirepo.errors import NotFound, redirect
 from minirepo.permissions import Action
 from minirepo.services.index import HTML
 from minirepo.views.common import index, repository, settings
-from minirepo.views.simple import existing_project, negotiate, redirect_to
+from minirepo.views.simple import existing_project, negotiate
 
 bp = Blueprint("web", __name__)
 
@@ -45,7 +45,7 @@ def repository_page(repo: str | None) -> Response:
             # `/<name>/` with no such repository: a project of the default one, if it exists.
             with contextlib.suppress(NotFound):
                 normalized, _ = existing_project(index().repo(None), repo, kind)
-                return redirect_to(f"../simple/{normalized}/")
+                return redirect(f"../simple/{normalized}/")
         info = repository(repo)  # the answer for a missing repository: 401 or 404
     auth.require(Action.READ, info)
     base = settings().base_url.rstrip("/")
@@ -75,7 +75,7 @@ def misplaced_index(repo: str, project: str) -> Response:
     if kind == HTML:
         raise NotFound("Not found")
     normalized, _ = existing_project(repository(repo), project, kind)
-    return redirect_to(f"../simple/{normalized}/")
+    return redirect(f"../simple/{normalized}/")
 
 
 @bp.get("/<repo>/<name>")
