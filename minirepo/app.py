@@ -8,11 +8,14 @@ from typing import IO, cast
 
 import peewee
 from flask import Flask, Request, Response, current_app, g, request
+from werkzeug.formparser import FormDataParser
 
-from minirepo import auth, errors, views
+from minirepo import auth, crosssite, errors, views
 from minirepo.config import Settings
 from minirepo.db import is_disk_full, is_locked
 from minirepo.fastpath import FastPages, PathTokens
+from minirepo.forms import LimitedFormParser
+from minirepo.preflight import Preflight
 from minirepo.services.container import Services
 from minirepo.services.datafolder import DataFolder, open_for_serving
 from minirepo.services.index import Index
@@ -25,7 +28,19 @@ MULTIPART_SLACK = 1024**2
 
 
 class MinirepoRequest(Request):
-    """Streams file parts straight into `<data>/tmp`, hashing them on the way."""
+    """Streams file parts straight into `<data>/tmp`, hashing them on the way, and parses
+    forms within the upload API's limits (`minirepo.forms`)."""
+
+    def make_form_data_parser(self) -> FormDataParser:
+        services: Services = current_app.extensions["minirepo"]
+        return LimitedFormParser(
+            self._get_file_stream,
+            fields_limit=services.settings.max_metadata_size,
+            max_form_memory_size=self.max_form_memory_size,
+            max_content_length=self.max_content_length,
+            max_form_parts=self.max_form_parts,
+            cls=self.parameter_storage_class,
+        )
 
     def _get_file_stream(
         self,
@@ -67,12 +82,16 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
         index=index,
         uploads=UploadService(folder.store, settings.max_metadata_size),
     )
+    crosssite.init_app(app, settings.public_url)
     auth.init_app(app, authenticator)
     errors.init_app(app)
     _init_busy_handler(app)
     app.teardown_request(_discard_spools)
     for blueprint in views.BLUEPRINTS:
         app.register_blueprint(blueprint)
+    app.extensions["minirepo.preflight"] = Preflight(
+        app, authenticator, index, folder.database, settings.public_url
+    )
     pages = FastPages(app.wsgi_app, index, authenticator)
     app.wsgi_app = folder.database.wsgi(PathTokens(pages))  # type: ignore[method-assign,assignment]
     return app

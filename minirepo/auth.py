@@ -33,7 +33,7 @@ from minirepo.credentials import (
     verify_password,
 )
 from minirepo.db import rows, write_transaction
-from minirepo.errors import Forbidden, RepositoryNotFound, Unauthorized
+from minirepo.errors import Forbidden, MinirepoError, RepositoryNotFound, Unauthorized
 from minirepo.limiter import FailureLimiter
 from minirepo.permissions import (
     PERMISSIONS,
@@ -115,15 +115,16 @@ class Authenticator:
         return self._dummy
 
     def authenticate(
-        self, header: str | None, remote_addr: str, *, read_only: bool = False
+        self, header: str | None, remote_addr: str, *, read_only: bool = False, fresh: bool = False
     ) -> Principal | None:
         """None for anonymous callers; raises Unauthorized for wrong credentials.
 
         `read_only`: the credentials came in the URL path, where only read tokens count.
+        `fresh`: prove them again from the database, whatever this process remembers.
         """
         if not header:
             return None
-        cached = self.cached(header, remote_addr, read_only=read_only)
+        cached = None if fresh else self.cached(header, remote_addr, read_only=read_only)
         if cached is not None:
             return cached
         credentials = parse_basic(header)
@@ -373,22 +374,52 @@ def init_app(app: Flask, authenticator: Authenticator) -> None:
 
 
 def current_principal() -> Principal | None:
-    """The caller of this request, authenticated once and kept on `g`: the Authorization
-    header (clients), else the session cookie (the web UI, with its CSRF token)."""
+    """The caller of this request, authenticated once and kept on `g` with the `auth`
+    counter as it was then (see `confirm_principal`)."""
     if "principal" not in g:
-        authenticator: Authenticator = current_app.extensions["minirepo.auth"]
-        header = request.headers.get("Authorization")
-        if header or not request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]):
-            g.principal = authenticator.authenticate(
-                header,
-                request.remote_addr or "",
-                read_only=bool(request.environ.get(PATH_TOKEN_KEY)),
-            )
-        else:
-            g.principal = authenticator.session_principal(session)
-            if g.principal is not None and request.method not in SAFE_METHODS:
-                check_csrf()
+        g.principal_counter = models.read_counter(models.AUTH_COUNTER)
+        g.principal = _prove_caller(fresh=False)
     principal: Principal | None = g.principal
+    return principal
+
+
+def confirm_principal() -> Principal | None:
+    """The caller, proven again if any credential or right changed since this request
+    proved it: called where an upload commits, since its body may have streamed for
+    minutes after the check. Raises Unauthorized if the credentials no longer hold.
+
+    The counter is read from the database, not through its cache (which may be a quarter
+    of a second old), so inside a write transaction no change can slip in before the
+    commit. The principal cache is bypassed too; a password check still reuses a recent
+    KDF result, which holds only while the account's hash is the one it matched.
+    """
+    if "principal" not in g:
+        return current_principal()
+    counter = models.Counter.get_or_none(models.Counter.name == models.AUTH_COUNTER)
+    now = int(counter.value) if counter is not None else 0
+    if now != g.principal_counter:
+        del g.principal  # if proving fails, nothing stale is left for a later caller
+        g.principal_counter = now
+        g.principal = _prove_caller(fresh=True)
+    principal: Principal | None = g.principal
+    return principal
+
+
+def _prove_caller(*, fresh: bool) -> Principal | None:
+    """The Authorization header (clients), else the session cookie (the web UI, with its
+    CSRF token); a session is read from its account row every time anyway."""
+    authenticator: Authenticator = current_app.extensions["minirepo.auth"]
+    header = request.headers.get("Authorization")
+    if header or not request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]):
+        return authenticator.authenticate(
+            header,
+            request.remote_addr or "",
+            read_only=bool(request.environ.get(PATH_TOKEN_KEY)),
+            fresh=fresh,
+        )
+    principal = authenticator.session_principal(session)
+    if principal is not None and request.method not in SAFE_METHODS:
+        check_csrf()
     return principal
 
 
@@ -406,14 +437,28 @@ def require(
     """401 for anonymous callers (so pip and uv try keyring and netrc), 404 for a
     repository the caller may not know exists, 403 with the reason otherwise."""
     principal = current_principal()
+    error = refusal_error(principal, action, repo, project)
+    if error is not None:
+        raise error
+    return principal
+
+
+def refusal_error(
+    principal: Principal | None,
+    action: Action,
+    repo: Repo,
+    project: ProjectInfo | str | None = None,
+) -> MinirepoError | None:
+    """The answer `require` gives, as a value: also what a request's head is refused with
+    before its body is read (`minirepo.preflight`)."""
     refused = refusal(principal, action, repo, project)
     if refused is None:
-        return principal
+        return None
     if principal is None:
-        raise Unauthorized("Authentication required")
+        return Unauthorized("Authentication required")
     if refused.hidden:
-        raise RepositoryNotFound(repo.name)
-    raise Forbidden(refused.reason)
+        return RepositoryNotFound(repo.name)
+    return Forbidden(refused.reason)
 
 
 # Set on the WSGI environ by the path-token layer: the credentials came in the URL.

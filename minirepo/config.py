@@ -48,7 +48,7 @@ class Settings:
     threads: int = 8
     connection_limit: int = 100
     channel_timeout: int = 120
-    # The defences of a server on a shared LAN (README, "Security"); see hardening.py.
+    # The defences of a server on a shared LAN (README, "Security"; waitress_fixes.py).
     header_timeout: int = 10
     max_idle_connections_per_address: int = 20
     # 0 means twice `max_upload_size`: two full uploads can be received at once.
@@ -105,6 +105,17 @@ FIELDS = {field.name: field for field in dataclasses.fields(Settings) if field.n
 SIZES = ("max_upload_size", "max_metadata_size", "max_spool_bytes")
 WHOLE_SECONDS = ("channel_timeout", "header_timeout", "auth_cache_seconds", "login_failure_window")
 SECONDS = ("busy_timeout", "page_cache_seconds")
+# The forwarding headers waitress can read from a trusted proxy (its KNOWN_PROXY_HEADERS).
+PROXY_HEADERS = frozenset(
+    {
+        "forwarded",
+        "x-forwarded-by",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+    }
+)
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
 DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
@@ -232,6 +243,20 @@ def _check_database_url(url: str) -> None:
         )
 
 
+def _check_proxy_headers(headers: set[str]) -> None:
+    """Refuse what waitress would refuse with a traceback at start."""
+    unknown = headers - PROXY_HEADERS
+    if unknown:
+        raise UserError(
+            f"Setting 'trusted_proxy_headers' has unknown headers {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(PROXY_HEADERS))})"
+        )
+    if "forwarded" in headers and len(headers) > 1:
+        raise UserError(
+            "Setting 'trusted_proxy_headers': 'forwarded' cannot be combined with x-forwarded-*"
+        )
+
+
 def _validate(settings: Settings) -> Settings:
     if settings.read not in READ_MODES:
         raise UserError(f"Setting 'read' must be one of {', '.join(READ_MODES)}")
@@ -251,6 +276,11 @@ def _validate(settings: Settings) -> Settings:
     if settings.log_level.lower() not in LOG_LEVELS:
         raise UserError(f"Setting 'log_level' must be one of {', '.join(LOG_LEVELS)}")
     _check_hash_method(settings.password_hash)
+    if settings.max_spool_bytes and settings.max_spool_bytes < settings.max_upload_size:
+        raise UserError(
+            "Setting 'max_spool_bytes' must be at least max_upload_size (or 0 for twice it)"
+        )
+    _check_proxy_headers(set(settings.trusted_proxy_headers.lower().split()))
     return settings
 
 

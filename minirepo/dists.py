@@ -1,7 +1,8 @@
 """Distribution filenames and core metadata of wheels and sdists.
 
-Reads one member of an archive with byte caps and never extracts anything: an upload is
-hostile until proven otherwise (zip bombs, polyglots, traversal, lying sizes).
+Reads one member of an archive with byte and member-count caps and never extracts
+anything: an upload is hostile until proven otherwise (zip bombs, polyglots, traversal,
+lying sizes, a directory of 400 000 empty entries).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import dataclasses
 import gzip
 import hashlib
 import itertools
+import os
 import re
 import struct
 import tarfile
@@ -27,6 +29,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from minirepo.config import Settings
 from minirepo.errors import InvalidUpload
 
 NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
@@ -43,6 +46,15 @@ _CHUNK = 64 * 1024
 _ZIP_LOCAL_HEADER = b"PK\x03\x04"
 _ZIP_END = b"PK\x05\x06"
 _ZIP_END_SIZE = 22
+# The end record, the zip64 end locator and record, and a central directory entry (its
+# signature and the lengths of what follows it) as APPNOTE.TXT lays them out.
+_ZIP_END_RECORD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+_ZIP_CENTRAL_ENTRY = struct.Struct("<4s24x3H12x")
+# Central directory bytes allowed per member before zipfile reads them all at once: the
+# 46-byte entry and a long path. Real wheels average far less (about 100 bytes).
+_CENTRAL_BYTES_PER_MEMBER = _ZIP_CENTRAL_ENTRY.size + 256
 # What a corrupt or crafted zip makes `zipfile` raise besides BadZipFile: a negative seek
 # (OSError), an undecodable UTF-8 name (ValueError), a short struct, an encrypted member.
 _ZIP_ERRORS = (
@@ -134,16 +146,29 @@ def parse_filename(filename: str) -> DistFilename:
     return DistFilename(filename, str(name), version, packagetype, python_version)
 
 
-def read_core_metadata(path: Path, dist: DistFilename, cap: int) -> CoreMetadata:
-    """Read and check the METADATA (wheel) or PKG-INFO (sdist) inside an uploaded file."""
+def read_core_metadata(
+    path: Path,
+    dist: DistFilename,
+    cap: int,
+    *,
+    max_members: int = Settings.max_archive_members,
+) -> CoreMetadata:
+    """Read and check the METADATA (wheel) or PKG-INFO (sdist) inside an uploaded file.
+
+    `max_members` bounds the entries walked, and with them the memory and time one check
+    costs (a thread's CPU time can't be capped). The file is opened once, here: an
+    OSError from that (out of file descriptors) is the server's problem, not the upload's,
+    and is left to the caller.
+    """
     with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
         head = handle.read(512)
-    if len(head) >= 262 and head[257:262] == b"ustar" and dist.packagetype == WHEEL:
-        raise InvalidUpload("Invalid wheel: the file is also a tar archive")
-    if dist.packagetype == WHEEL:
-        raw = _wheel_metadata(path, dist, cap)
-    else:
-        raw = _sdist_metadata(path, cap)
+        if len(head) >= 262 and head[257:262] == b"ustar" and dist.packagetype == WHEEL:
+            raise InvalidUpload("Invalid wheel: the file is also a tar archive")
+        if dist.packagetype == WHEEL:
+            raw = _wheel_metadata(handle, size, dist, cap, max_members)
+        else:
+            raw = _sdist_metadata(handle, size, cap, max_members)
     metadata = parse_metadata(raw)
     if canonicalize_name(metadata.name) != dist.normalized:
         raise InvalidUpload(
@@ -223,12 +248,21 @@ def _read_capped(handle: IO[bytes], cap: int, what: str) -> bytes:
     return data
 
 
-def _wheel_metadata(path: Path, dist: DistFilename, cap: int) -> bytes:
+def _too_many_members(kind: str, max_members: int) -> InvalidUpload:
+    return InvalidUpload(
+        f"Invalid {kind}: it has more than {max_members} members (the server's max_archive_members)"
+    )
+
+
+def _wheel_metadata(
+    handle: IO[bytes], size: int, dist: DistFilename, cap: int, max_members: int
+) -> bytes:
     try:
-        _check_zip_envelope(path)
-        with zipfile.ZipFile(path) as archive:
+        _check_zip_envelope(handle, size)
+        _check_central_directory(handle, size, max_members)
+        with zipfile.ZipFile(handle) as archive:
             infos = archive.infolist()
-            _check_zip_members(infos, path.stat().st_size)
+            _check_zip_members(infos, size)
             dist_info = _dist_info_dir(infos, dist)
             names = {info.filename for info in infos}
             for required in ("METADATA", "WHEEL"):
@@ -244,22 +278,81 @@ def _wheel_metadata(path: Path, dist: DistFilename, cap: int) -> bytes:
         raise InvalidUpload(f"Invalid wheel {dist.filename!r}: {reason}") from exc
 
 
-def _check_zip_envelope(path: Path) -> None:
+def _check_zip_envelope(handle: IO[bytes], size: int) -> None:
     """A wheel is a zip from its first byte to its last: no polyglot, prefix or trailer.
 
     Data before the first member or after the end record (a zip comment included) is how
     one file reads as two different archives to two different tools.
     """
-    with path.open("rb") as handle:
-        head = handle.read(len(_ZIP_LOCAL_HEADER))
-        size = handle.seek(0, 2)
-        if size >= _ZIP_END_SIZE:
-            handle.seek(size - _ZIP_END_SIZE)
-        tail = handle.read(_ZIP_END_SIZE)
+    handle.seek(0)
+    head = handle.read(len(_ZIP_LOCAL_HEADER))
+    handle.seek(max(size - _ZIP_END_SIZE, 0))
+    tail = handle.read(_ZIP_END_SIZE)
     if head != _ZIP_LOCAL_HEADER:
         raise InvalidUpload("Invalid wheel: not a zip archive (or data before its first member)")
     if len(tail) != _ZIP_END_SIZE or not tail.startswith(_ZIP_END) or tail[-2:] != b"\0\0":
         raise InvalidUpload("Invalid wheel: data after the zip archive (or a zip comment)")
+
+
+def _check_central_directory(handle: IO[bytes], size: int, max_members: int) -> None:
+    """Count the members before zipfile builds a ZipInfo for each (400 000 took 221 MiB).
+
+    The end record's entry count is the uploader's word and zipfile ignores it: it reads
+    the directory's declared size in one go, then walks it. So the size is bounded first,
+    then the entries are counted the way zipfile will walk them, reading only headers.
+    """
+    start, length, claimed = _central_directory_extent(handle, size)
+    if claimed > max_members:
+        raise _too_many_members("wheel", max_members)
+    budget = max_members * _CENTRAL_BYTES_PER_MEMBER
+    if length > budget:
+        raise InvalidUpload(
+            f"Invalid wheel: its central directory ({length} bytes) is larger than "
+            f"{max_members} members need ({budget} bytes; the server's max_archive_members)"
+        )
+    if start < 0:
+        raise InvalidUpload("Invalid wheel: the central directory is larger than the file")
+    handle.seek(start)
+    walked = members = 0
+    while walked < length:
+        entry = handle.read(_ZIP_CENTRAL_ENTRY.size)
+        if len(entry) != _ZIP_CENTRAL_ENTRY.size or not entry.startswith(b"PK\x01\x02"):
+            raise InvalidUpload("Invalid wheel: a central directory entry is damaged")
+        members += 1
+        if members > max_members:
+            raise _too_many_members("wheel", max_members)
+        _signature, *lengths = _ZIP_CENTRAL_ENTRY.unpack(entry)
+        handle.seek(sum(lengths), os.SEEK_CUR)
+        walked += _ZIP_CENTRAL_ENTRY.size + sum(lengths)
+
+
+def _central_directory_extent(handle: IO[bytes], size: int) -> tuple[int, int, int]:
+    """(start, length, claimed entries) of the central directory as zipfile finds it.
+
+    zipfile reads `length` bytes ending where the end records begin, whatever the offset
+    field says, and believes zip64 end records found right before the end record. Records
+    another zipfile version could read differently (through the locator's offset, or
+    with extensible data) are refused.
+    """
+    records = _ZIP64_END_RECORD.size + _ZIP64_LOCATOR.size + _ZIP_END_SIZE
+    handle.seek(max(size - records, 0))
+    tail = handle.read(records)
+    fields = _ZIP_END_RECORD.unpack(tail[-_ZIP_END_SIZE:])
+    claimed, length, end = fields[4], fields[5], size - _ZIP_END_SIZE
+    locator = tail[-_ZIP_END_SIZE - _ZIP64_LOCATOR.size : -_ZIP_END_SIZE]
+    if locator.startswith(b"PK\x06\x07"):
+        record = tail[: -_ZIP_END_SIZE - _ZIP64_LOCATOR.size]
+        record_at = end - len(locator) - _ZIP64_END_RECORD.size
+        if (
+            len(record) != _ZIP64_END_RECORD.size
+            or not record.startswith(b"PK\x06\x06")
+            or _ZIP64_LOCATOR.unpack(locator)[2] != record_at
+            or _ZIP64_END_RECORD.unpack(record)[1] != _ZIP64_END_RECORD.size - 12
+        ):
+            raise InvalidUpload("Invalid wheel: inconsistent zip64 end records")
+        fields64 = _ZIP64_END_RECORD.unpack(record)
+        claimed, length, end = fields64[7], fields64[8], record_at
+    return end - length, length, claimed
 
 
 def _check_zip_members(infos: list[zipfile.ZipInfo], archive_size: int) -> None:
@@ -331,18 +424,26 @@ class _CappedReader:
         return data
 
 
-def _sdist_metadata(path: Path, cap: int) -> bytes:
-    with path.open("rb") as handle:
-        if handle.read(2) != b"\x1f\x8b":
-            raise InvalidUpload("Invalid sdist: a .tar.gz file must be gzip-compressed")
-    limit = max(BOMB_SIZE, BOMB_RATIO * path.stat().st_size)
+def _sdist_metadata(handle: IO[bytes], size: int, cap: int, max_members: int) -> bytes:
+    handle.seek(0)
+    if handle.read(2) != b"\x1f\x8b":
+        raise InvalidUpload("Invalid sdist: a .tar.gz file must be gzip-compressed")
+    handle.seek(0)
+    limit = max(BOMB_SIZE, BOMB_RATIO * size)
     found: bytes | None = None
     tops: set[str] = set()
     try:
-        with gzip.open(path, "rb") as inflated:
+        with gzip.GzipFile(fileobj=handle, mode="rb") as inflated:
             capped = _CappedReader(inflated, limit)
             with tarfile.open(fileobj=capped, mode="r|") as archive:  # type: ignore[call-overload]
-                for member in archive:
+                members = 0
+                while (member := archive.next()) is not None:
+                    # A stream-mode tarfile keeps every TarInfo it reads (400 000 of them
+                    # took 170 MiB); nothing here looks back, so it keeps none.
+                    archive.members.clear()
+                    members += 1
+                    if members > max_members:
+                        raise _too_many_members("sdist", max_members)
                     found = _check_tar_member(archive, member, tops, found, cap)
             # Read the gzip stream to its end: a zip (or anything) hidden after the tar's
             # end-of-archive or after the gzip stream makes the file a polyglot.

@@ -218,6 +218,20 @@ def _upload_refusal(
     )
 
 
+def upload_anywhere_refusal(
+    principal: Principal, repo: Repo, maintains_any: bool
+) -> Refusal | None:
+    """Before a form names its project: refused when no project in `repo` could take an
+    upload from `principal` (`maintains_any`: they own or maintain one there), the test
+    made on a request's head so that its body need not be received (issue 14)."""
+    if maintains_any or role_in(principal, repo) >= Role.UPLOADER:
+        return None
+    return Refusal(
+        f"{principal.name} may not upload to {repo.name}: "
+        f"ask an owner of {repo.name} for the uploader role"
+    )
+
+
 def replace_refusal(principal: Principal, repo: Repo, project: ProjectInfo) -> Refusal | None:
     """Replacing a file under its name (`overwrite = allow`): the project's owner, an
     owner of the repository or an admin, with any token that may upload there."""

@@ -11,7 +11,6 @@ import urllib.parse
 from types import FrameType
 
 import click
-import waitress
 
 from minirepo import models, waitress_fixes
 from minirepo.app import create_app
@@ -36,9 +35,6 @@ SOCKET_OPTIONS = [
 # glibc's mallopt() option for the arena count (malloc.h), and the count we keep.
 _M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
-
-# Room for the multipart framing and the form fields around the largest allowed file.
-BODY_SLACK = 8 * 1024**2
 
 
 def configure_logging(level: str) -> None:
@@ -121,7 +117,6 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
     limit_malloc_arenas()
-    waitress_fixes.install()
     lock = ServeLock(settings.data)
     lock.acquire()
     try:
@@ -133,18 +128,7 @@ def run(settings: Settings) -> None:
 def _serve(settings: Settings) -> None:
     folder = open_for_serving(settings)
     app = create_app(settings, folder)
-    server = waitress.create_server(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        connection_limit=settings.connection_limit,
-        channel_timeout=settings.channel_timeout,
-        max_request_body_size=settings.max_upload_size + BODY_SLACK,
-        clear_untrusted_proxy_headers=True,
-        expose_tracebacks=False,
-        ident="minirepo",
-    )
+    server = waitress_fixes.create_server(app, settings, app.extensions["minirepo.preflight"])
     # Not a create_server() keyword, but read from the shared adjustments at each accept.
     server.adj.socket_options = SOCKET_OPTIONS
     with folder.database.activated():

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from minirepo.errors import DamagedFile, StorageError
+from minirepo.errors import Busy, DamagedFile, MinirepoError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,29 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def storage_error(exc: OSError, what: str) -> StorageError:
-    """Name the usual operator problems (disk full, file too large) in the reason."""
+# The process (EMFILE) or the whole system (ENFILE) has no file descriptor left.
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
+def storage_error(exc: OSError, what: str) -> MinirepoError:
+    """Name the usual operator problems (disk full, file too large, out of descriptors)
+    in the reason."""
+    if exc.errno in OUT_OF_DESCRIPTORS:
+        return out_of_descriptors(exc, what)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return StorageError(f"Server storage is full; could not store {what}")
     return StorageError(f"Server could not store {what}: {exc.strerror or exc}")
+
+
+def out_of_descriptors(exc: OSError, what: str) -> Busy:
+    """A moment's overload, not a problem of any file: the client is told to retry (503)
+    and the log points at the descriptor limit instead of blaming the file."""
+    log.warning(
+        "out of file descriptors (%s) opening %s: answering 503; see `ulimit -n`",
+        exc.strerror or exc,
+        what,
+    )
+    return Busy("Server is out of file descriptors; retry shortly")
 
 
 class LocalBlobStore:
@@ -115,7 +133,10 @@ class LocalBlobStore:
 
     def new_temp(self) -> tuple[int, Path]:
         """An exclusive temp file in `<data>/tmp`; the caller closes and removes it."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-", suffix=".part")
+        try:
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-", suffix=".part")
+        except OSError as exc:
+            raise storage_error(exc, "the upload") from exc
         return fd, Path(name)
 
     def put(self, source: Path, key: str) -> bool:
@@ -180,6 +201,8 @@ class LocalBlobStore:
         try:
             handle = self.open(key)
         except OSError as exc:
+            if exc.errno in OUT_OF_DESCRIPTORS:
+                raise out_of_descriptors(exc, f"stored file {key}") from exc
             log.error("stored file %s is missing: %s", key, exc)
             raise DamagedFile(f"Stored file {filename} is missing on the server") from exc
         try:

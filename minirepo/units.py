@@ -119,3 +119,11 @@ def parse_size(value: str | int, unit: str = "B") -> int:
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a size ({exc}): use {size_forms(unit)}") from exc
     return total.numerator
+
+
+def format_size(size: int) -> str:
+    """`size` bytes as people read them in a refusal: `1 GiB`, `4 MiB`, `1.5 KiB`, `100 B`."""
+    for name, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.4g} {name}"
+    return f"{size} B"

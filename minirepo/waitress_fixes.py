@@ -1,28 +1,100 @@
-"""Two gaps in waitress 3.0's request handling, closed where it has no hook for them.
+"""Every change minirepo makes to waitress 3.0's behaviour, and why waitress's own is not enough.
 
-- A full disk while waitress spools a body (it writes every body over 512 KiB to a temp
-  file before minirepo runs) dropped the connection, so twine saw only a reset. Its body
-  receivers are wrapped so the failure becomes `507 Server storage is full`, which every
-  client prints. The parser looks the receiver classes up by name, so they are replaced.
-- `Expect: 100-continue` on a request without a body made waitress answer `100 Continue`
-  and then nothing until `channel_timeout`, holding the connection (found by fuzzing;
-  `send_continue` marks the already complete request incomplete again).
+waitress is built for a trusted front (a reverse proxy) that buffers requests and reads
+answers at any speed. minirepo faces the LAN itself, so the channel and the parser are
+subclassed here, for each server `create_server` makes, and nowhere else:
+
+- Full disk while spooling a body: waitress dropped the connection and twine saw only a
+  reset. Its body receivers are wrapped so the failure becomes `507`. (The parser looks the
+  receiver classes up by name, so those two names are replaced once per process.)
+- `Expect: 100-continue` without a body: waitress answered `100 Continue` and then nothing
+  until `channel_timeout` (`send_continue` marks a complete request incomplete again).
+- Slowloris: waitress's only timeout is `channel_timeout` since the last byte, and a
+  client sending one header line every few seconds never reaches it; 100 such sockets
+  filled `connection_limit`. Here a request head must arrive within `header_timeout` of its
+  first byte, one address may hold `max_idle_connections_per_address` connections that are
+  idle or in their head (the oldest goes), and all addresses together `connection_limit //
+  2` in their head. Busy connections are never capped (uv downloads 50 files at once).
+- Slow readers: waitress never reaps a channel with requests pending, and between two
+  pipelined requests a worker thread waits for the output to drain; eight sockets that
+  never read held every worker. Here a channel whose output has not moved for
+  `channel_timeout` is closed, pending requests or not, and the next pipelined request is
+  not handed to a worker until the previous answer's output is below the 1 MiB watermark.
+- Bodies nobody asked for: waitress receives a whole body before the app can refuse it, so
+  anonymous POSTs filled `$TMPDIR`. A body over `preflight.SMALL_BODY` is judged from the
+  head first (`minirepo.preflight`; credentials are checked in a helper thread while the
+  channel stops reading). A refused request is answered at once, the rest of its body is
+  read and thrown away (up to `max_upload_size` or `DRAIN_SECONDS`, so the client reads the
+  answer rather than a reset) and the connection closes. Bodies let through reserve their
+  size from `max_spool_bytes`; past it the answer is 503 with Retry-After. waitress's own
+  413 for a too large Content-Length names the limit and its setting.
+- Every answer waitress makes itself carries `X-Content-Type-Options: nosniff`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from waitress import channel, parser, receiver, server
-from waitress.utilities import Error
+import waitress
+from waitress import channel, parser, receiver, task
+from waitress.proxy_headers import proxy_headers_middleware
+from waitress.server import BaseWSGIServer
+from waitress.utilities import Error, RequestEntityTooLarge
+
+from minirepo.config import Settings
+from minirepo.errors import ALWAYS_HEADERS, API_PREFIX, MinirepoError, TooLarge, one_line
+from minirepo.preflight import SMALL_BODY, Preflight
+from minirepo.units import format_size
 
 log = logging.getLogger(__name__)
+
+# How long the rest of a refused body is read and thrown away before the connection closes.
+DRAIN_SECONDS = 10.0
+# Output a worker may leave queued on a connection before the next request waits (waitress's
+# default, 16 MiB, times eight slow readers is 128 MiB of RAM).
+OUTBUF_HIGH_WATERMARK = 1024**2
+# How often waitress's loop wakes at the latest, and so how late a deadline may be noticed.
+LOOP_SECONDS = 1
+# Room for the multipart framing and the form fields around the largest allowed file.
+BODY_SLACK = 8 * 1024**2
+RENAMED_HEADERS = {"CONTENT_LENGTH": "CONTENT_LENGTH", "CONTENT_TYPE": "CONTENT_TYPE"}
 
 
 class InsufficientStorage(Error):  # type: ignore[misc]
     code = 507
     reason = "Server storage is full; could not receive the upload"
+
+
+class Refused(Error):  # type: ignore[misc]
+    """A minirepo refusal answered by waitress itself: the same reason phrase and body the
+    app would give (`minirepo.errors`), plus the refusal's headers."""
+
+    def __init__(self, error: MinirepoError, path: str) -> None:
+        super().__init__(error.reason)
+        self.code = error.status
+        self.reason = one_line(error.reason)
+        self.headers = dict(error.headers)
+        self.json = path.startswith(API_PREFIX)
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+        if self.json:
+            body = f'{{"error": "{self.reason}"}}\n'.encode()
+            kind = "application/json"
+        else:
+            body = f"{self.reason}\n".encode()
+            kind = "text/plain; charset=utf-8"
+        return f"{self.code} {self.reason}", [("Content-Type", kind), *self.headers.items()], body
+
+
+class SpoolFull(MinirepoError):
+    status = 503
+    headers = {"Retry-After": "10"}  # noqa: RUF012
 
 
 def _guarded(base: type[Any]) -> type[Any]:
@@ -40,17 +112,413 @@ def _guarded(base: type[Any]) -> type[Any]:
     return Guarded
 
 
-class ContinueChannel(channel.HTTPChannel):  # type: ignore[misc]
+class SpoolBudget:
+    """The bytes of request bodies being received or handled at once, over all requests."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            if self.in_use + size > self.limit:
+                return False
+            self.in_use += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.in_use -= size
+
+
+@dataclasses.dataclass
+class Guard:
+    """What the channels of one server share: settings, the judge and its thread."""
+
+    settings: Settings
+    preflight: Preflight | None
+    budget: SpoolBudget
+    executor: concurrent.futures.ThreadPoolExecutor
+    # waitress's trusted-proxy translation, applied to a head as it is to a request.
+    translate: Callable[[dict[str, Any]], dict[str, Any]]
+    trusted_proxy: str
+
+
+class GuardedParser(parser.HTTPRequestParser):  # type: ignore[misc]
+    """Hands the head of a request with a body to its channel before the body is received."""
+
+    reserved = 0  # bytes of the spool budget this request holds
+    judged = False
+
+    def __init__(self, adj: Any, owner: GuardedChannel | None = None) -> None:
+        super().__init__(adj)
+        self.channel = owner
+
+    def received(self, data: bytes) -> int:
+        in_head = not self.headers_finished
+        consumed = int(super().received(data))
+        owner = self.channel
+        if owner is None or self.judged:
+            return consumed
+        if isinstance(self.error, RequestEntityTooLarge):
+            self.judged = True
+            owner.refuse(self, too_large(owner.guard.settings), len(data) - consumed)
+            return len(data)
+        if in_head and self.headers_finished and not self.completed:
+            self.judged = True
+            if owner.judge(self, len(data) - consumed):
+                return len(data)
+        return consumed
+
+    @property
+    def body_size(self) -> int | None:
+        return None if self.chunked else int(self.content_length)
+
+    def close(self) -> None:
+        if self.channel is not None and self.reserved:
+            self.channel.guard.budget.release(self.reserved)
+            self.reserved = 0
+        super().close()
+
+
+def too_large(settings: Settings) -> MinirepoError:
+    limit = format_size(settings.max_upload_size)
+    return TooLarge(
+        f"Upload too large: this server accepts files up to {limit} (setting max_upload_size)"
+    )
+
+
+class ErrorTask(task.ErrorTask):  # type: ignore[misc]
+    def execute(self) -> None:
+        self.response_headers.extend(ALWAYS_HEADERS)
+        super().execute()
+
+
+class GuardedChannel(channel.HTTPChannel):  # type: ignore[misc]
+    guard: Guard
+    # waitress declares these as None at class level; here they hold a parser.
+    request: Any
+    parser_class: Any = GuardedParser
+    error_task_class = ErrorTask
+
+    def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
+        self.head_of: GuardedParser | None = None  # the request whose head is arriving
+        self.head_started = 0.0
+        self.judging: GuardedParser | None = None  # the request the helper thread judges
+        self.verdict: tuple[GuardedParser, MinirepoError | None] | None = None
+        self.drain_until: float | None = None
+        self.drain_left = 0
+        self.deferred = False
+        self.in_write = False
+        self.parser_class = lambda adj: GuardedParser(adj, self)
+        super().__init__(server, sock, addr, adj, map)
+        self._cap_waiting()
+
+    @property
+    def closed(self) -> bool:
+        """Closed during this pass of the loop, which still asks it (from a copy of the map)."""
+        return self._fileno is None
+
+    @property
+    def peer(self) -> str:
+        return str(self.addr[0]) if isinstance(self.addr, tuple) else ""
+
+    # --- the loop's questions, asked of every channel at least once a second
+
+    def readable(self) -> bool:
+        """Also where deadlines are enforced and verdicts applied: waitress's loop asks
+        each channel this on its own thread at least every `LOOP_SECONDS`."""
+        if self.verdict is not None:
+            self._apply_verdict()
+        self._enforce_deadlines(time.monotonic())
+        if self.closed or self.will_close or self.judging is not None:
+            return False
+        if self.drain_until is not None:
+            return True
+        return bool(super().readable())
+
+    def writable(self) -> bool:
+        if self.closed:
+            return False
+        if self.drain_until is not None and not self.will_close:
+            return bool(self.total_outbufs_len)
+        return bool(super().writable())
+
+    def handle_write(self) -> None:
+        if self.drain_until is not None and not self.will_close:
+            self._flush_exception(self._flush_some_if_lockable)  # the answer, while draining
+        else:
+            super().handle_write()
+        if self.deferred:
+            self._resume_deferred()
+
+    def received(self, data: bytes) -> bool:
+        if self.drain_until is not None:
+            self.drain_left -= len(data)
+            if self.drain_left <= 0:
+                self._stop_draining()
+            return True
+        result = bool(super().received(data))
+        request = self.request
+        if request is None or request.headers_finished:
+            self.head_of = None
+        elif self.head_of is not request:
+            self.head_of, self.head_started = request, time.monotonic()
+        return result
+
+    def _enforce_deadlines(self, now: float) -> None:
+        settings = self.guard.settings
+        if self.head_of is not None and now - self.head_started > settings.header_timeout:
+            log.debug("closing %s: request head not complete in time", self.peer)
+            self.will_close = True
+        elif self.drain_until is not None and now > self.drain_until:
+            self._stop_draining()
+        elif self.total_outbufs_len and time.time() - self.last_activity > settings.channel_timeout:
+            # A full send buffer never polls writable, so `will_close` would wait forever.
+            log.info("closing %s: the client has not read its answer in time", self.peer)
+            self.handle_close()
+
+    # --- connections that are idle or in their head
+
+    def waiting(self) -> bool:
+        """Idle, or still sending a request head: what a slowloris client holds."""
+        return (
+            not self.requests
+            and not self.total_outbufs_len
+            and self.drain_until is None
+            and self.judging is None
+            and (self.request is None or not self.request.headers_finished)
+        )
+
+    def _cap_waiting(self) -> None:
+        """On accept: past a cap, close the oldest waiting connection, never the new one (a
+        legitimate client is always served; an attacker only displaces its own)."""
+        others = [
+            ch
+            for ch in list(self._map.values())
+            if isinstance(ch, GuardedChannel) and ch is not self and not ch.will_close
+        ]
+        trusted = self.guard.trusted_proxy
+        if self.peer != trusted and trusted != "*":
+            same = [ch for ch in others if ch.peer == self.peer and ch.waiting()]
+            self._close_oldest(same, self.guard.settings.max_idle_connections_per_address - 1)
+        in_head = [ch for ch in others if ch.head_of is not None and ch.waiting()]
+        self._close_oldest(in_head, self.adj.connection_limit // 2)
+
+    @staticmethod
+    def _close_oldest(channels: list[GuardedChannel], keep: int) -> None:
+        excess = len(channels) - max(keep, 0)
+        for ch in sorted(channels, key=lambda ch: ch.last_activity)[: max(excess, 0)]:
+            ch.will_close = True
+
+    # --- judging a request from its head
+
+    def judge(self, request: GuardedParser, extra: int) -> bool:
+        """Called when a head with a body has arrived; True when it was refused at once."""
+        size = request.body_size
+        preflight = self.guard.preflight
+        if preflight is None or (size is not None and size <= SMALL_BODY):
+            return False
+        environ = self.head_environ(request)
+        refused = preflight.quick(environ)
+        if refused is not None:
+            self.refuse(request, refused, extra)
+            return True
+        self.judging = request
+        future = self.guard.executor.submit(preflight.check, environ)
+        future.add_done_callback(lambda done: self._verdict_ready(request, done))
+        return False
+
+    def head_environ(self, request: GuardedParser) -> dict[str, Any]:
+        """The WSGI environ's head part, as waitress and its proxy translation make it."""
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.command.upper(),
+            "PATH_INFO": "/" + request.path.lstrip("/"),
+            "QUERY_STRING": request.query,
+            "REMOTE_ADDR": self.peer,
+            "SERVER_NAME": self.server.server_name,
+            "SERVER_PORT": str(self.server.effective_port),
+            "wsgi.url_scheme": request.url_scheme,
+        }
+        for key, value in request.headers.items():
+            environ.setdefault(RENAMED_HEADERS.get(key, "HTTP_" + key), value)
+        return self.guard.translate(environ)
+
+    def _verdict_ready(
+        self, request: GuardedParser, done: concurrent.futures.Future[MinirepoError | None]
+    ) -> None:
+        try:
+            result = done.result()
+        except Exception:  # the app would answer 500; let it
+            log.exception("could not judge a request from its head")
+            result = None
+        self.verdict = (request, result)
+        self.server.pull_trigger()
+
+    def _apply_verdict(self) -> None:
+        assert self.verdict is not None  # noqa: S101 - called only when set
+        request, refused = self.verdict
+        self.verdict = None
+        self.judging = None
+        if request is not self.request or not self.connected:
+            return
+        # A chunked body, or one past the limit by the form's framing, counts as the limit.
+        limit = self.guard.settings.max_upload_size
+        size = min(request.body_size or limit, limit)
+        if refused is None and not self.guard.budget.reserve(size):
+            refused = SpoolFull("Server busy receiving other uploads; retry shortly")
+        if refused is None:
+            request.reserved = size
+            if request.expect_continue and not self.requests:
+                self.send_continue()
+            return
+        with self.requests_lock:
+            self.refuse(request, refused, request.body_bytes_received)
+            self.requests.append(request)
+            self.request = None
+            if len(self.requests) == 1:
+                self.server.add_task(self)
+
     def send_continue(self) -> None:
+        """Never while the head is judged (sent when it is let through), and never a
+        `100 Continue` a complete request would wait behind (found by fuzzing)."""
+        if self.judging is not None:
+            return
         was_complete = self.request.completed
         super().send_continue()
         self.request.completed = was_complete
 
+    def refuse(self, request: GuardedParser, error: MinirepoError, received: int) -> None:
+        """Answer `error` once waitress hands the request to a worker; meanwhile read the
+        rest of the body (declared size less `received`) and throw it away."""
+        request.error = Refused(error, request.path)
+        request.completed = True
+        request.expect_continue = False
+        size = request.body_size
+        left = (size if size is not None else self.guard.settings.max_upload_size) - received
+        if left > 0:
+            self.drain_left = min(left, self.guard.settings.max_upload_size)
+            self.drain_until = time.monotonic() + DRAIN_SECONDS
+        else:
+            self.close_when_flushed = True
+
+    def _stop_draining(self) -> None:
+        self.drain_until = None
+        self.drain_left = 0
+        if not self.requests:  # else the answer's task closes the connection when done
+            self.close_when_flushed = True
+
+    # --- slow readers
+
+    def write_soon(self, data: bytes) -> int:
+        self.in_write = True
+        try:
+            return int(super().write_soon(data))
+        finally:
+            self.in_write = False
+
+    def _flush_outbufs_below_high_watermark(self) -> None:
+        """Waits for a slow reader only inside a response; between two pipelined requests
+        `service()` defers the next one instead, so no worker waits on a client."""
+        if self.in_write:
+            super()._flush_outbufs_below_high_watermark()
+
+    def service(self) -> None:
+        with self.outbuf_lock:
+            if self.connected and self.total_outbufs_len > self.adj.outbuf_high_watermark:
+                self.deferred = True
+                self.server.pull_trigger()
+                return
+        super().service()
+
+    def _resume_deferred(self) -> None:
+        with self.outbuf_lock:
+            ready = not self.connected or self.total_outbufs_len <= self.adj.outbuf_high_watermark
+            if ready:
+                self.deferred = False
+        if ready:
+            self.server.add_task(self)
+
+    def handle_close(self) -> None:
+        request = self.request
+        if request is not None:
+            request.close()  # frees its spool file and its share of the budget
+        super().handle_close()
+        if self.deferred:
+            self._resume_deferred()  # lets the task run once, to clean up the requests
+
 
 def install() -> None:
-    """Idempotent: applies both fixes once per process, before the server is made."""
+    """Idempotent: the body receivers are looked up by name by waitress's parser."""
     if not getattr(parser, "_minirepo_guarded", False):
         parser.FixedStreamReceiver = _guarded(receiver.FixedStreamReceiver)
         parser.ChunkedReceiver = _guarded(receiver.ChunkedReceiver)
-        server.BaseWSGIServer.channel_class = ContinueChannel
         parser._minirepo_guarded = True
+
+
+def proxy_translation(settings: Settings) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """waitress's own trusted-proxy rules, for a head as for a request."""
+    seen: dict[str, Any] = {}
+
+    def capture(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        seen["environ"] = environ
+        return []
+
+    middleware = proxy_headers_middleware(
+        capture,
+        trusted_proxy=settings.trusted_proxy or None,
+        trusted_proxy_count=1,
+        trusted_proxy_headers=set(settings.trusted_proxy_headers.split()),
+        clear_untrusted=True,
+    )
+
+    def translate(environ: dict[str, Any]) -> dict[str, Any]:
+        seen.clear()
+        middleware(environ, lambda *args: None)
+        return dict(seen.get("environ", environ))
+
+    return translate
+
+
+def create_server(app: Any, settings: Settings, preflight: Preflight | None) -> Any:
+    """waitress's server for `app`, with minirepo's channel on every socket it listens on."""
+    install()
+    proxy: dict[str, Any] = {}
+    if settings.trusted_proxy:
+        proxy = {
+            "trusted_proxy": settings.trusted_proxy,
+            "trusted_proxy_headers": settings.trusted_proxy_headers,
+            "trusted_proxy_count": 1,
+        }
+    socket_map: dict[int, Any] = {}
+    server = waitress.create_server(
+        app,
+        map=socket_map,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        connection_limit=settings.connection_limit,
+        channel_timeout=settings.channel_timeout,
+        cleanup_interval=LOOP_SECONDS,
+        asyncore_loop_timeout=LOOP_SECONDS,
+        outbuf_high_watermark=OUTBUF_HIGH_WATERMARK,
+        max_request_body_size=settings.max_upload_size + BODY_SLACK,
+        clear_untrusted_proxy_headers=True,
+        expose_tracebacks=False,
+        ident="minirepo",
+        **proxy,
+    )
+    guard = Guard(
+        settings=settings,
+        preflight=preflight,
+        budget=SpoolBudget(settings.spool_limit),
+        executor=concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="minirepo-judge"),
+        translate=proxy_translation(settings),
+        trusted_proxy=settings.trusted_proxy,
+    )
+    channel_class = type("MinirepoChannel", (GuardedChannel,), {"guard": guard})
+    for listener in list(socket_map.values()):
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = channel_class
+    return server

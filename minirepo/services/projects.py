@@ -71,6 +71,21 @@ def info(repo_id: int, normalized: str) -> ProjectInfo | None:
     return ProjectInfo(normalized, owner_id, owner_name or "", maintainers, project_id)
 
 
+def maintains_any(user_id: int, repo_id: int) -> bool:
+    """Whether the account owns or maintains a project in the repository: one query."""
+    maintained = models.ProjectMaintainer.select(models.ProjectMaintainer.project).where(
+        models.ProjectMaintainer.user == user_id
+    )
+    return bool(
+        models.Project.select()
+        .where(
+            (models.Project.repository == repo_id)
+            & ((models.Project.owner == user_id) | models.Project.id.in_(maintained))
+        )
+        .exists()
+    )
+
+
 def _owner_name(project: models.Project) -> str:
     owner = project.owner
     return str(owner.name) if owner is not None else ""

@@ -20,6 +20,7 @@ from typing import IO, Any
 from packaging.utils import canonicalize_version
 
 from minirepo import dists, models
+from minirepo.config import Settings
 from minirepo.db import write_transaction
 from minirepo.errors import FileExists, FilenameBurned, Gone, InvalidUpload, TooLarge
 from minirepo.permissions import Principal, ProjectInfo
@@ -122,8 +123,9 @@ class Checked:
     content: SpoolFile
 
 
-def check_form(form: UploadForm, metadata_cap: int) -> Checked:
-    """Every check that needs no database: the form, the filename, digests, the archive."""
+def check_form(form: UploadForm, settings: Settings) -> Checked:
+    """Every check that needs no database: the form, the filename, digests, the archive
+    (within the settings' caps on its metadata and its members)."""
     if form.action == "submit":
         raise Gone("Project registration is not needed: upload the files directly")
     if not form.action:
@@ -156,13 +158,22 @@ def check_form(form: UploadForm, metadata_cap: int) -> Checked:
         expected = content.digest(field).encode()
         if sent and not hmac.compare_digest(sent.strip().lower().encode(), expected):
             raise InvalidUpload(f"The {field} supplied does not match the uploaded file")
-    metadata = dists.read_core_metadata(content.path, dist, metadata_cap)
+    try:
+        metadata = dists.read_core_metadata(
+            content.path,
+            dist,
+            settings.max_metadata_size,
+            max_members=settings.max_archive_members,
+        )
+    except OSError as exc:  # opening the spool file: out of descriptors, most likely
+        raise storage_error(exc, "the upload") from exc
     return Checked(dist, metadata, content)
 
 
 # Called inside the write transaction with the project as it is then (None: new) and
 # whether a file is being replaced, so two accounts racing to create one project can't
-# both pass a check made before the lock. It raises to refuse.
+# both pass a check made before the lock, and credentials revoked while the body streamed
+# count. It raises to refuse; it runs before any answer, a retry of stored bytes included.
 Authorize = Callable[[ProjectInfo | None, bool], None]
 
 
@@ -191,10 +202,10 @@ class UploadService:
         try:
             with write_transaction():
                 replaced = self._check_duplicate(repo, checked)
-                if replaced is _SAME:
-                    return None
                 project = projects.info(repo.id, checked.dist.normalized)
                 authorize(project, isinstance(replaced, models.File))
+                if replaced is _SAME:
+                    return None
                 if isinstance(replaced, models.File):
                     _tombstone(repo, replaced, principal.name, "replaced")
                 self._insert_rows(repo, checked, principal, remote_addr, key, project)

@@ -49,9 +49,10 @@ def upload(repo: str | None) -> Response:
     info = repository(repo)
     principal = auth.require(Action.UPLOAD, info)  # before the body is read
     assert principal is not None  # noqa: S101 - uploads are never anonymous (refusal())
-    checked = check_form(read_form(), settings().max_metadata_size)
+    checked = check_form(read_form(), settings())
 
     def authorize(project: ProjectInfo | None, replacing: bool) -> None:
+        auth.confirm_principal()  # a token revoked while the body streamed stores nothing
         auth.require(Action.UPLOAD, info, project or checked.dist.normalized)
         if replacing and project is not None:
             auth.require_replace(info, project)

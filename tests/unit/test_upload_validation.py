@@ -375,14 +375,14 @@ CASES: dict[str, Case] = {
     ),
     "description-over-form-memory": Case(
         413,
-        "Request body too large",
+        "Form fields too large",
         fields={"description": "x" * (SMALL + 1)},
         settings={"max_metadata_size": SMALL},
     ),
     "form-1001-parts": Case(413, "Request body too large", fields={"classifiers": ["x"] * 1001}),
     "content-then-description-over-form-memory": Case(
         413,
-        "Request body too large",
+        "Form fields too large",
         fields={"description": "x" * (SMALL + 1)},
         settings={"max_metadata_size": SMALL},
         content_first=True,
@@ -681,15 +681,27 @@ def test_refusal_leaves_earlier_uploads_alone(server: Server, folder: Path) -> N
     assert project_json(server, "foo") == page
 
 
-def test_extra_file_parts_leave_no_temp_file(server: Server, folder: Path) -> None:
-    """A gpg_signature part and a second `content` part are spooled, then discarded."""
+def test_signature_part_is_spooled_then_discarded(server: Server, folder: Path) -> None:
+    """A gpg_signature part is the second file part an upload may carry; it is not kept."""
     path = make_wheel(folder, FOO)
     form = form_for(path)
-    form["content"] = [form["content"], (b"junk", "junk.whl")]
     form["gpg_signature"] = (b"-----BEGIN PGP SIGNATURE-----\n", path.name + ".asc")
     assert_ok(upload(server, form))
     assert list((server.settings.data / "tmp").iterdir()) == []
     assert [p.read_bytes() for p in blobs(server.settings)] == [path.read_bytes()]
+
+
+def test_a_third_file_part_is_refused_and_leaves_no_temp_file(server: Server, folder: Path) -> None:
+    """Issue 14 (finding 6): at most `content` and `gpg_signature`; no spool outlives it."""
+    path = make_wheel(folder, FOO)
+    form = form_for(path)
+    form["content"] = [form["content"], (b"junk", "junk.whl")]
+    form["gpg_signature"] = (b"-----BEGIN PGP SIGNATURE-----\n", path.name + ".asc")
+    answer = upload(server, form)
+    assert answer.status_code == 400
+    assert "Too many file parts" in answer.status
+    assert list((server.settings.data / "tmp").iterdir()) == []
+    assert blobs(server.settings) == []
 
 
 @pytest.mark.parametrize(
