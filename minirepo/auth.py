@@ -32,6 +32,7 @@ from minirepo.credentials import (
     token_digest,
     verify_password,
 )
+from minirepo.crosssite import SAFE_METHODS
 from minirepo.db import rows, write_transaction
 from minirepo.errors import Forbidden, MinirepoError, RepositoryNotFound, Unauthorized
 from minirepo.limiter import FailureLimiter
@@ -54,7 +55,6 @@ LAST_USED_INTERVAL = 3600.0  # `last_used` is written at most once an hour per t
 MAX_CACHED_LOGINS = 10_000
 # A web or API session lasts this long after its login, whatever the browser keeps.
 SESSION_MAX_AGE = 12 * 3600.0
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # An address may fail this many times the per-account limit before it is locked as a
 # whole: enough for a few colleagues' typos behind one address, not for a spray of users.
 ADDRESS_LIMIT_FACTOR = 3

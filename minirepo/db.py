@@ -216,14 +216,11 @@ def write_transaction() -> contextlib.AbstractContextManager[None]:
 
 
 def open_sqlite(path: Path, busy_timeout: float) -> peewee.SqliteDatabase:
-    """Open (creating if needed) the SQLite file with a private mode and WAL."""
+    """Open (creating if needed) the SQLite file with a private mode and WAL. A file made
+    wider by a restore is narrowed by the data folder's rule (`datafolder`), before this."""
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
-    for private in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if private.exists() and private.stat().st_mode & 0o077:
-            log.warning("%s was readable by others; setting its mode to 0600", private)
-            private.chmod(0o600)
     return peewee.SqliteDatabase(
         str(path),
         timeout=busy_timeout,

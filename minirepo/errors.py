@@ -96,7 +96,8 @@ class DamagedFile(MinirepoError):
 
 
 class Busy(MinirepoError):
-    """The database stayed locked longer than the busy timeout; clients may retry."""
+    """Out of a shared resource for a moment (the database stayed locked past the busy
+    timeout, or no file descriptor was left); clients may retry."""
 
     status = 503
     headers = {"Retry-After": "1"}  # noqa: RUF012

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from tests.helpers.distfactory import Dist, make_wheel, wheel_members, write_zip
+from tests.helpers.rawhttp import read_answer
 from tests.helpers.serverproc import Server, running_server
 
 Serve = Callable[..., contextlib.AbstractContextManager[Server]]
@@ -89,24 +90,6 @@ def health_seconds(server: Server, timeout: float = 5.0) -> float:
     answer = requests.get(f"{server.url}/-/health", timeout=timeout)
     assert answer.status_code == 200
     return time.monotonic() - started
-
-
-def read_answer(sock: socket.socket) -> bytes:
-    """One answer, complete once its Content-Length is in; the server may keep reading."""
-    data = b""
-    while True:
-        head, sep, body = data.partition(b"\r\n\r\n")
-        if sep:
-            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            if length is not None and len(body) >= int(length.group(1)):
-                return data
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
 
 
 def basic(user: str, password: str) -> bytes:

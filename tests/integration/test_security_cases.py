@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import http.client
 import os
-import re
 import shutil
 import socket
 import sqlite3
@@ -31,6 +30,7 @@ import pytest
 import requests
 
 from tests.helpers.distfactory import Dist, make_wheel
+from tests.helpers.rawhttp import read_answer
 from tests.helpers.serverproc import Server, running_server
 from tests.unit.test_security_cases import PROXY_CLAIMS, folder_state
 
@@ -119,23 +119,6 @@ def read_all(sock: socket.socket, limit: int = 1 << 20) -> bytes:
                 break
             data += chunk
     return data
-
-
-def read_answer(sock: socket.socket) -> bytes:
-    """Read one answer: until its Content-Length is in, without waiting for the close (a
-    refused upload's connection stays open a while to drain the body, issue 14)."""
-    data = b""
-    with contextlib.suppress(ConnectionResetError):
-        while True:
-            head, sep, body = data.partition(b"\r\n\r\n")
-            if sep:
-                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                if length is not None and len(body) >= int(length.group(1)):
-                    return data
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
 
 
 def exchange(server: Server, request: bytes) -> Answer:

@@ -1044,10 +1044,13 @@ def test_extra_database_left_world_readable_is_fixed_or_reported(
 
 
 def test_docs_map_covers_every_case_with_existing_tests() -> None:
-    """docs/security-cases.md has a row per case 1-40, and every test it names exists."""
+    """docs/security-cases.md has a row per case 1-40 and per finding L1-L11 of issue 14,
+    and every test it names exists."""
     text = (ROOT / "docs" / "security-cases.md").read_text(encoding="utf-8")
     numbered = {int(number) for number in re.findall(r"^\| (\d+) \|", text, re.MULTILINE)}
     assert numbered == set(range(1, 41))
+    findings = {int(number) for number in re.findall(r"^\| L(\d+) \|", text, re.MULTILINE)}
+    assert findings == set(range(1, 12)), "issue 14's eleven findings"
     nodes = re.findall(r"`(tests/[\w/]+\.py)::(\w+)(?:\[([^\]`]+)\])?`", text)
     assert len(nodes) > 40
     sources: dict[str, str] = {}
