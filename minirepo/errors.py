@@ -124,14 +124,19 @@ API_PREFIX = "/-/api/"
 ALWAYS_HEADERS = (("X-Content-Type-Options", "nosniff"),)
 
 
+def answer_body(phrase: str, path: str) -> tuple[str, str]:
+    """The body and mimetype of a refusal: the reason phrase as plain text, or
+    `{"error": phrase}` under the JSON API. Also for answers waitress makes itself."""
+    if path.startswith(API_PREFIX):
+        return json.dumps({"error": phrase}) + "\n", "application/json"
+    return phrase + "\n", "text/plain"
+
+
 def to_response(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    """Answer with `reason` as the reason phrase and as the body: plain text, or
-    `{"error": reason}` for the JSON API."""
+    """Answer with `reason` as the reason phrase and as the body (`answer_body`)."""
     phrase = one_line(reason)
-    if has_request_context() and request.path.startswith(API_PREFIX):
-        response = Response(json.dumps({"error": phrase}) + "\n", mimetype="application/json")
-    else:
-        response = Response(phrase + "\n", mimetype="text/plain")
+    body, mimetype = answer_body(phrase, request.path if has_request_context() else "")
+    response = Response(body, mimetype=mimetype)
     response.status = f"{status} {phrase}"
     for name, value in (headers or {}).items():
         response.headers[name] = value

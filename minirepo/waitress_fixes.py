@@ -48,7 +48,7 @@ from waitress.server import BaseWSGIServer
 from waitress.utilities import Error, RequestEntityTooLarge
 
 from minirepo.config import Settings
-from minirepo.errors import ALWAYS_HEADERS, API_PREFIX, MinirepoError, TooLarge, one_line
+from minirepo.errors import ALWAYS_HEADERS, MinirepoError, TooLarge, answer_body, one_line
 from minirepo.preflight import SMALL_BODY, Preflight
 from minirepo.units import format_size
 
@@ -80,16 +80,16 @@ class Refused(Error):  # type: ignore[misc]
         self.code = error.status
         self.reason = one_line(error.reason)
         self.headers = dict(error.headers)
-        self.json = path.startswith(API_PREFIX)
+        self.path = path
 
     def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
-        if self.json:
-            body = f'{{"error": "{self.reason}"}}\n'.encode()
-            kind = "application/json"
-        else:
-            body = f"{self.reason}\n".encode()
-            kind = "text/plain; charset=utf-8"
-        return f"{self.code} {self.reason}", [("Content-Type", kind), *self.headers.items()], body
+        body, mimetype = answer_body(self.reason, self.path)
+        kind = f"{mimetype}; charset=utf-8"
+        return (
+            f"{self.code} {self.reason}",
+            [("Content-Type", kind), *self.headers.items()],
+            (body.encode()),
+        )
 
 
 class SpoolFull(MinirepoError):
@@ -142,7 +142,6 @@ class Guard:
     executor: concurrent.futures.ThreadPoolExecutor
     # waitress's trusted-proxy translation, applied to a head as it is to a request.
     translate: Callable[[dict[str, Any]], dict[str, Any]]
-    trusted_proxy: str
 
 
 class GuardedParser(parser.HTTPRequestParser):  # type: ignore[misc]
@@ -299,7 +298,7 @@ class GuardedChannel(channel.HTTPChannel):  # type: ignore[misc]
             for ch in list(self._map.values())
             if isinstance(ch, GuardedChannel) and ch is not self and not ch.will_close
         ]
-        trusted = self.guard.trusted_proxy
+        trusted = self.guard.settings.trusted_proxy
         if self.peer != trusted and trusted != "*":
             same = [ch for ch in others if ch.peer == self.peer and ch.waiting()]
             self._close_oldest(same, self.guard.settings.max_idle_connections_per_address - 1)
@@ -457,6 +456,18 @@ def install() -> None:
         parser._minirepo_guarded = True
 
 
+def proxy_adjustments(settings: Settings) -> dict[str, Any]:
+    """waitress's trusted-proxy adjustments: none unless a proxy is named (the
+    X-Forwarded-* headers are then cleared, whoever sent them)."""
+    if not settings.trusted_proxy:
+        return {}
+    return {
+        "trusted_proxy": settings.trusted_proxy,
+        "trusted_proxy_headers": set(settings.trusted_proxy_headers.lower().split()),
+        "trusted_proxy_count": 1,
+    }
+
+
 def proxy_translation(settings: Settings) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """waitress's own trusted-proxy rules, for a head as for a request."""
     seen: dict[str, Any] = {}
@@ -466,11 +477,7 @@ def proxy_translation(settings: Settings) -> Callable[[dict[str, Any]], dict[str
         return []
 
     middleware = proxy_headers_middleware(
-        capture,
-        trusted_proxy=settings.trusted_proxy or None,
-        trusted_proxy_count=1,
-        trusted_proxy_headers=set(settings.trusted_proxy_headers.split()),
-        clear_untrusted=True,
+        capture, clear_untrusted=True, **proxy_adjustments(settings)
     )
 
     def translate(environ: dict[str, Any]) -> dict[str, Any]:
@@ -484,13 +491,6 @@ def proxy_translation(settings: Settings) -> Callable[[dict[str, Any]], dict[str
 def create_server(app: Any, settings: Settings, preflight: Preflight | None) -> Any:
     """waitress's server for `app`, with minirepo's channel on every socket it listens on."""
     install()
-    proxy: dict[str, Any] = {}
-    if settings.trusted_proxy:
-        proxy = {
-            "trusted_proxy": settings.trusted_proxy,
-            "trusted_proxy_headers": settings.trusted_proxy_headers,
-            "trusted_proxy_count": 1,
-        }
     socket_map: dict[int, Any] = {}
     server = waitress.create_server(
         app,
@@ -507,7 +507,7 @@ def create_server(app: Any, settings: Settings, preflight: Preflight | None) -> 
         clear_untrusted_proxy_headers=True,
         expose_tracebacks=False,
         ident="minirepo",
-        **proxy,
+        **proxy_adjustments(settings),
     )
     guard = Guard(
         settings=settings,
@@ -515,7 +515,6 @@ def create_server(app: Any, settings: Settings, preflight: Preflight | None) -> 
         budget=SpoolBudget(settings.spool_limit),
         executor=concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="minirepo-judge"),
         translate=proxy_translation(settings),
-        trusted_proxy=settings.trusted_proxy,
     )
     channel_class = type("MinirepoChannel", (GuardedChannel,), {"guard": guard})
     for listener in list(socket_map.values()):
