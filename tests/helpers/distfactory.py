@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import requests
 from packaging.utils import canonicalize_name
 
 
@@ -135,3 +136,27 @@ def upload_form(path: Path, **overrides: Any) -> dict[str, Any]:
     }
     form.update(overrides)
     return {key: value for key, value in form.items() if value is not None}
+
+
+def post_upload(
+    url: str,
+    path: Path,
+    auth: tuple[str, str] | None,
+    *,
+    session: requests.Session | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60,
+    fields: dict[str, Any] | None = None,
+) -> requests.Response:
+    """POST `path` to the upload URL `url` as twine would (`upload_form`, with `fields`)."""
+    form = upload_form(path, **(fields or {}))
+    handle, filename = form.pop("content")
+    with handle:
+        return (session or requests).post(
+            url,
+            data=form,
+            files={"content": (filename, handle, "application/octet-stream")},
+            auth=auth,
+            headers=headers,
+            timeout=timeout,
+        )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers.distfactory import upload_form
+from tests.helpers.distfactory import post_upload
 
 # The cheapest hash werkzeug accepts: tests create many accounts and must not wait on scrypt.
 FAST_HASH = "pbkdf2:sha256:1000"
@@ -105,16 +105,8 @@ class Server:
         **fields: str,
     ) -> requests.Response:
         """POST `path` as twine would; the admin's token unless `token` or `auth` is given."""
-        form = upload_form(path, **fields)
-        handle, filename = form.pop("content")
-        with handle:
-            return requests.post(
-                url or f"{self.url}/",
-                data=form,
-                files={"content": (filename, handle, "application/octet-stream")},
-                auth=auth or ("__token__", token or self.admin_token),
-                timeout=60,
-            )
+        credentials = auth or ("__token__", token or self.admin_token)
+        return post_upload(url or f"{self.url}/", path, credentials, fields=dict(fields))
 
     def log_tail(self) -> str:
         return self.log.read_text()[-4000:]

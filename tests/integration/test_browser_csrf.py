@@ -31,7 +31,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.helpers.distfactory import Dist, make_wheel, upload_form
+from tests.helpers.distfactory import Dist, make_wheel, post_upload, upload_form
 from tests.helpers.serverproc import Server, running_server
 
 USER, PASSWORD = "victim", "victim-password-1"
@@ -232,17 +232,9 @@ def test_page_of_the_index_itself_may_upload(
 # --- clients: no browser, so neither header ------------------------------------------------
 
 
-def post_upload(server: Server, wheel: Path, headers: dict[str, str]) -> requests.Response:
-    form = upload_form(wheel)
-    handle, filename = form.pop("content")
-    return requests.post(
-        f"{server.url}/",
-        data=form,
-        files={"content": (filename, handle, "application/octet-stream")},
-        headers=headers,
-        auth=("__token__", server.admin_token),
-        timeout=TIMEOUT,
-    )
+def upload_with(server: Server, wheel: Path, headers: dict[str, str]) -> requests.Response:
+    credentials = ("__token__", server.admin_token)
+    return post_upload(f"{server.url}/", wheel, credentials, headers=headers, timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -258,7 +250,7 @@ def test_upload_without_a_foreign_origin_works(
 ) -> None:
     wheel = make_wheel(tmp_path, Dist(project, "1.0"))
     sent = {name: value.format(own=server.url) for name, value in headers.items()}
-    response = post_upload(server, wheel, sent)
+    response = upload_with(server, wheel, sent)
     assert response.status_code == 200, response.reason
     assert stored(server, wheel)
 
@@ -277,7 +269,7 @@ def test_upload_from_another_origin_is_refused_on_the_wire(
 ) -> None:
     wheel = make_wheel(tmp_path, Dist("raw-foreign", "1.0"))
     sent = {name: value.format(own=server.url) for name, value in headers.items()}
-    response = post_upload(server, wheel, sent)
+    response = upload_with(server, wheel, sent)
     assert response.status_code == 403
     assert response.reason.startswith("Cross-site request refused (")
     assert response.reason.endswith("use twine/uv or the minirepo web UI")

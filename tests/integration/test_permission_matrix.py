@@ -21,7 +21,7 @@ import requests
 from minirepo import models
 from minirepo.config import Settings
 from minirepo.services import accounts, datafolder, projects, repos
-from tests.helpers.distfactory import Dist, make_wheel, upload_form
+from tests.helpers.distfactory import Dist, make_wheel, post_upload
 from tests.helpers.postgres import fresh_database
 from tests.helpers.serverproc import FAST_HASH, Server, running_server
 
@@ -154,15 +154,7 @@ def _post(
     path = dists / dist.wheel_name
     if not path.exists():
         make_wheel(dists, dist)
-    form = upload_form(path)
-    handle, filename = form.pop("content")
-    response = session.post(
-        f"{server.url}/{repo}/",
-        data=form,
-        files={"content": (filename, handle, "application/octet-stream")},
-        auth=auth,
-        timeout=30,
-    )
+    response = post_upload(f"{server.url}/{repo}/", path, auth, session=session, timeout=30)
     assert must is None or response.status_code == must, response.text
     return response.status_code
 
