@@ -103,7 +103,7 @@ def refuse_zipfile(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("zipfile read an archive that should have been refused")
 
-    monkeypatch.setattr(dists.zipfile, "ZipFile", refuse)
+    monkeypatch.setattr(zipfile, "ZipFile", refuse)
 
 
 def test_huge_central_directory_is_refused_from_the_end_record(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from minirepo import dists
+from minirepo import archives, dists
 from minirepo.errors import InvalidUpload
 from tests.helpers.distfactory import Dist, sdist_members, wheel_members, write_tar_gz, write_zip
 
@@ -857,20 +857,20 @@ def test_lying_metadata_is_read_no_further_than_declared(tmp_path: Path) -> None
 
 def test_tar_bomb_stops_at_the_inflate_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sdist reader counts inflated bytes and stops at max(BOMB_SIZE, ratio * size)."""
-    monkeypatch.setattr(dists, "BOMB_SIZE", 2 * MiB)
+    monkeypatch.setattr(archives, "BOMB_SIZE", 2 * MiB)
     info, _ = entry(f"{TOP}/zeros.bin", bytes(8 * MiB))
     data = tar_gz([*good_entries(), (info, bytes(8 * MiB))])
     path = write(tmp_path, SDIST_NAME, data)
-    assert len(data) * dists.BOMB_RATIO < 2 * MiB
+    assert len(data) * archives.BOMB_RATIO < 2 * MiB
     seen: list[int] = []
-    real_read = dists._CappedReader.read
+    real_read = archives._CappedReader.read
 
-    def counting(self: dists._CappedReader, size: int = -1) -> bytes:
+    def counting(self: archives._CappedReader, size: int = -1) -> bytes:
         chunk = real_read(self, size)
         seen.append(self.seen)
         return chunk
 
-    monkeypatch.setattr(dists._CappedReader, "read", counting)
+    monkeypatch.setattr(archives._CappedReader, "read", counting)
     with pytest.raises(InvalidUpload, match="inflates too much"):
         dists.read_core_metadata(path, dists.parse_filename(SDIST_NAME), CAP)
     assert max(seen) <= 2 * MiB
