@@ -2,20 +2,30 @@
 
 Each fixture under tests/fixtures/datafolders/ was made by a real server of that release;
 it is copied to a temp folder, opened as `minirepo serve` opens it, and checked: nothing
-lost, ownership and token scopes carried over, and the new rules in force.
+lost, ownership and token scopes carried over, and the new rules in force. The folder of
+the current schema is opened without a migration and must be served as it was made
+(`test_schema2_*`); once a newer schema exists, those same checks run after its upgrade.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from packaging.utils import canonicalize_name
+from werkzeug.test import TestResponse
 
 from minirepo import migrations, models
 from minirepo.app import create_app
@@ -24,7 +34,7 @@ from minirepo.errors import UserError
 from minirepo.services import accounts, datafolder, integrity
 from minirepo.services.container import Services
 from tests.conftest import basic, token_auth
-from tests.helpers.distfactory import Dist, make_wheel, upload_form
+from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "datafolders"
@@ -142,3 +152,432 @@ def test_a_newer_schema_is_refused(upgraded: Flask, old_folder: tuple[Settings, 
     models.SchemaVersion.update(version=migrations.LATEST + 1).execute()
     with pytest.raises(UserError, match="made by a newer minirepo"):
         datafolder.open_data(settings)
+
+
+# Every folder here, with the schema it was made at. A new schema adds its folder; the
+# tests below then open each older one with the new code, which upgrades it.
+FOLDERS = {"0.1.0": 1, "0.2.0.dev0": 2}
+JSON_V1 = {"Accept": "application/vnd.pypi.simple.v1+json"}
+
+
+def stored_schema(data: Path) -> int:
+    """The version the folder's database says it is at, read without minirepo."""
+    with contextlib.closing(sqlite3.connect(data / "minirepo.sqlite3")) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        if "schemaversion" not in tables:
+            return 1  # 0.1.0 stored no version
+        return int(db.execute("SELECT version FROM schemaversion").fetchone()[0])
+
+
+def stored_files(data: Path) -> list[tuple[str, str, str, str, bool | str]]:
+    """(repository, project, filename, sha256, yanked as PEP 691 says it) of every file,
+    read from the folder as it was made, before this code touches it."""
+    query = """
+        SELECT r.name, p.normalized, f.filename, f.sha256, f.yanked, f.yanked_reason
+        FROM file f JOIN release rl ON f.release_id = rl.id
+        JOIN project p ON rl.project_id = p.id JOIN repository r ON f.repository_id = r.id
+        ORDER BY f.id"""
+    with contextlib.closing(sqlite3.connect(data / "minirepo.sqlite3")) as db:
+        return [
+            (repo, project, filename, sha256, (reason or True) if yanked else False)
+            for repo, project, filename, sha256, yanked, reason in db.execute(query)
+        ]
+
+
+@pytest.mark.parametrize(("name", "schema"), FOLDERS.items())
+def test_each_folder_is_served_at_the_latest_schema(name: str, schema: int, tmp_path: Path) -> None:
+    data, _ = copy_fixture(name, tmp_path)
+    settings = Settings(data=data, password_hash=FAST_HASH)
+    assert stored_schema(data) == schema
+    if schema == migrations.LATEST:
+        datafolder.open_data(settings).database.close()  # every command: nothing to migrate
+    else:
+        with pytest.raises(UserError, match="made by an older minirepo"):
+            datafolder.open_data(settings)
+    create_app(settings).extensions["minirepo"].folder.database.close()
+    assert stored_schema(data) == migrations.LATEST
+    copies = list((data / "backups").glob(f"minirepo-schema{schema}-*.sqlite3"))
+    assert len(copies) == (0 if schema == migrations.LATEST else 1)
+
+
+@pytest.mark.parametrize("name", FOLDERS)
+def test_each_folder_serves_every_file_it_held(name: str, tmp_path: Path) -> None:
+    data, secrets = copy_fixture(name, tmp_path)
+    made = stored_files(data)
+    app = create_app(Settings(data=data, password_hash=FAST_HASH))
+    services: Services = app.extensions["minirepo"]
+    client = app.test_client()
+    admin = token_auth(secrets["tokens"]["admin"])
+    try:
+        with services.folder.database.activated():
+            assert integrity.fsck(services.folder.store) == []
+        for repo, project, filename, sha256, yanked in made:
+            page_url = f"/{repo}/simple/{project}/"
+            page = client.get(page_url, headers={**admin, **JSON_V1})
+            assert page.status_code == 200, (page_url, page.data)
+            listed = {entry["filename"]: entry for entry in page.json["files"]}
+            assert listed[filename]["hashes"] == {"sha256": sha256}
+            assert listed[filename]["yanked"] == yanked
+            with client.get(urljoin(page_url, listed[filename]["url"]), headers=admin) as got:
+                assert got.status_code == 200, filename
+                assert hashlib.sha256(got.data).hexdigest() == sha256
+    finally:
+        services.folder.database.close()
+
+
+# What must still hold in the folder 0.2.0.dev0 made (schema 2; how: the fixtures'
+# README). The app opens it as `serve` does, so once schema 3 exists these same checks
+# run after its upgrade, unchanged.
+
+SCHEMA2 = "0.2.0.dev0"
+
+
+@dataclasses.dataclass
+class Served:
+    client: FlaskClient
+    secrets: dict[str, dict[str, str]]
+    dists: Path
+
+    def password(self, user: str) -> dict[str, str]:
+        return basic(user, self.secrets["passwords"][user])
+
+    def token(self, name: str) -> dict[str, str]:
+        return token_auth(self.secrets["tokens"][name])
+
+    def get(self, url: str, auth: dict[str, str] | None = None, **headers: str) -> TestResponse:
+        return self.client.get(url, headers={**(auth or {}), **headers})
+
+    def api(self, url: str, auth: dict[str, str]) -> Any:
+        response = self.get(f"/-/api/{url}", auth)
+        assert response.status_code == 200, (url, response.data)
+        return response.json
+
+    def upload(self, repo: str, dist: Dist, auth: dict[str, str], *, sdist: bool = False) -> int:
+        self.dists.mkdir(exist_ok=True)
+        path = (make_sdist if sdist else make_wheel)(self.dists, dist)
+        form = upload_form(path)
+        response = self.client.post(
+            f"/{repo}/", data=form, headers=auth, content_type="multipart/form-data"
+        )
+        return response.status_code
+
+
+@pytest.fixture
+def schema2(tmp_path: Path) -> Iterator[Served]:
+    data, secrets = copy_fixture(SCHEMA2, tmp_path)
+    app = create_app(Settings(data=data, password_hash=FAST_HASH))  # as `serve` opens it
+    services: Services = app.extensions["minirepo"]
+    with services.folder.database.activated():
+        yield Served(app.test_client(), secrets, tmp_path / "new-dists")
+    services.folder.database.close()
+
+
+def test_schema2_passwords_work_or_fail_as_made(schema2: Served) -> None:
+    for user in ("alice", "bob", "carol", "erin"):  # erin: locked out, then unlocked
+        answer = schema2.api("whoami", schema2.password(user))
+        assert (answer["user"], answer["admin"], answer["token"]) == (user, user == "carol", None)
+    refused = [
+        schema2.password("dave"),  # disabled
+        basic("alice", schema2.secrets["stale_passwords"]["alice"]),  # changed
+        basic("admin", "any-password-1"),  # the first admin logs in with tokens only
+    ]
+    for auth in refused:
+        assert schema2.get("/-/api/whoami", auth).status_code == 401
+    erin = models.User.get(models.User.name == "erin")
+    assert erin.unlocked_at is not None
+    assert not erin.disabled
+    assert models.User.get(models.User.name == "dave").disabled
+
+
+# name: (user, permission, repositories, projects) as made; the other tokens fail.
+SCHEMA2_LIVE_TOKENS = {
+    "admin": ("admin", "admin", [], []),
+    "alice_upload": ("alice", "upload", [], []),
+    "alice_project": ("alice", "upload", [], ["alice-extra", "alicepkg"]),
+    "alice_team": ("alice", "upload", ["team"], []),
+    "alice_admin": ("alice", "admin", [], []),
+    "bob_read_main": ("bob", "read", ["main"], []),
+    "bob_read_team": ("bob", "read", ["team"], []),
+    "bob_main_team": ("bob", "upload", ["main", "team"], []),
+    "bob_scratchy": ("bob", "upload", ["scratch"], ["scratchy"]),
+    "carol_admin": ("carol", "admin", [], []),
+    "erin_read": ("erin", "read", [], []),
+}
+# revoked by prefix, by the whole token, by deleting its only repository; expired; and
+# the token of a disabled account.
+SCHEMA2_DEAD_TOKENS = {
+    "bob_revoked": "revoked",
+    "carol_revoked": "revoked",
+    "alice_attic": "revoked",
+    "alice_expired": "expired",
+    "dave_upload": "active",
+}
+
+
+def test_schema2_tokens_work_or_fail_as_made(schema2: Served) -> None:
+    assert set(SCHEMA2_LIVE_TOKENS) | set(SCHEMA2_DEAD_TOKENS) == set(schema2.secrets["tokens"])
+    for name, (user, permission, repositories, projects) in SCHEMA2_LIVE_TOKENS.items():
+        answer = schema2.api("whoami", schema2.token(name))
+        assert answer["user"] == user, name
+        scope = answer["token"]
+        assert (scope["permission"], scope["repositories"], scope["projects"]) == (
+            permission,
+            repositories,
+            projects,
+        ), name
+    for name in SCHEMA2_DEAD_TOKENS:
+        assert schema2.get("/-/api/whoami", schema2.token(name)).status_code == 401, name
+    states = {token.prefix: token for token in accounts.list_tokens()}
+    for name, state in SCHEMA2_DEAD_TOKENS.items():
+        assert states[schema2.secrets["tokens"][name][:11]].state == state, name
+    expiring = states[schema2.secrets["tokens"]["bob_read_main"][:11]]
+    assert expiring.state == "active"
+    assert expiring.expires is not None
+
+
+def test_schema2_repositories_keep_their_settings_and_grants(schema2: Served) -> None:
+    admin = schema2.token("admin")
+    listed = {repo["name"]: repo for repo in schema2.api("repos", admin)["repositories"]}
+    settings = {
+        name: (repo["kind"], repo["read"], repo["overwrite"], repo["default_role"])
+        for name, repo in listed.items()
+    }
+    assert settings == {
+        "main": ("hosted", "anonymous", "never", "uploader"),
+        "team": ("hosted", "authenticated", "never", "none"),
+        "scratch": ("hosted", "anonymous", "allow", "uploader"),
+        "staging": ("hosted", "authenticated", "never", "reader"),
+    }
+    assert (listed["team"]["description"], listed["scratch"]["description"]) == (
+        "Team only",
+        "Try things out",
+    )
+    grants = {
+        repo: {
+            grant["user"]: grant["role"]
+            for grant in schema2.api(f"repos/{repo}/grants", admin)["grants"]
+        }
+        for repo in settings
+    }
+    assert grants == {
+        "main": {},
+        "team": {"alice": "owner", "bob": "uploader", "carol": "reader", "erin": "reader"},
+        "scratch": {},
+        "staging": {"alice": "uploader"},  # bob's grant there was revoked
+    }
+
+
+def test_schema2_private_repositories_stay_private(schema2: Served) -> None:
+    accounts.add_user("frank", "frank-password-1", method=FAST_HASH)  # no grant anywhere
+    frank = basic("frank", "frank-password-1")
+    for url in ("/team/simple/", "/team/simple/teamlib/", "/staging/simple/stagepkg/"):
+        assert schema2.get(url).status_code == 401, url
+    download = "/team/files/teamlib/teamlib-1.1-py3-none-any.whl"
+    assert schema2.get(download).status_code == 401
+    for url in ("/simple/", "/scratch/simple/scratchy/"):
+        assert schema2.get(url).status_code == 200, url
+    team = [
+        (schema2.token("bob_read_team"), 200),
+        (schema2.token("alice_team"), 200),
+        (schema2.password("erin"), 200),  # reader
+        (schema2.password("carol"), 200),
+        (schema2.token("bob_read_main"), 404),  # scoped to main
+        (frank, 404),  # team's default role is none
+        (schema2.token("dave_upload"), 401),
+    ]
+    for auth, status in team:
+        assert schema2.get("/team/simple/teamlib/", auth).status_code == status, auth
+    with schema2.get(download, schema2.password("erin")) as got:
+        assert got.status_code == 200
+    for auth in (frank, schema2.password("bob")):  # staging's default role is reader
+        assert schema2.get("/staging/simple/stagepkg/", auth).status_code == 200
+    assert schema2.get("/attic/simple/", schema2.password("carol")).status_code == 404
+
+
+def test_schema2_owners_and_maintainers_hold(schema2: Served) -> None:
+    admin = schema2.token("admin")
+    people = {}
+    for repo, project in (
+        ("main", "alicepkg"),
+        ("main", "bob-pkg"),
+        ("main", "davetool"),
+        ("team", "teamlib"),
+        ("team", "bobteam"),
+        ("staging", "stagepkg"),
+        ("scratch", "scratchy"),
+    ):
+        shown = schema2.api(f"repos/{repo}/projects/{project}", admin)
+        people[f"{repo}/{project}"] = (shown["owner"], shown["maintainers"])
+    assert people == {
+        "main/alicepkg": ("alice", ["bob"]),
+        "main/bob-pkg": ("bob", []),
+        "main/davetool": ("carol", []),  # set-owner from dave, once disabled; erin removed
+        "team/teamlib": ("alice", ["bob"]),
+        "team/bobteam": ("bob", []),
+        "staging/stagepkg": ("alice", []),
+        "scratch/scratchy": ("bob", []),
+    }
+
+
+def test_schema2_uploads_are_allowed_or_refused_as_made(schema2: Served) -> None:
+    accounts.add_user("frank", "frank-password-1", method=FAST_HASH)  # no grant anywhere
+    frank = basic("frank", "frank-password-1")
+    s = schema2
+    cases = [
+        # main: any account creates a project; others' projects need their owner's consent
+        ("main", Dist("alicepkg", "3.0"), s.password("alice"), 200),
+        ("main", Dist("alicepkg", "3.1"), s.password("bob"), 200),  # maintainer
+        ("main", Dist("alicepkg", "3.2"), s.password("erin"), 403),
+        ("main", Dist("alicepkg", "3.3"), s.token("alice_project"), 200),
+        ("main", Dist("other-pkg", "1.0"), s.token("alice_project"), 403),  # project scope
+        ("main", Dist("bob-pkg", "0.2"), s.password("alice"), 403),
+        ("main", Dist("davetool", "1.1"), s.password("erin"), 403),  # maintainer removed
+        ("main", Dist("davetool", "1.2"), s.token("dave_upload"), 401),  # disabled
+        ("main", Dist("frank-pkg", "1.0"), frank, 200),
+        ("main", Dist("bob-read", "1.0"), s.token("bob_read_main"), 403),  # read-only
+        ("main", Dist("alice-team", "1.0"), s.token("alice_team"), 403),  # repository scope
+        ("main", Dist("expired", "1.0"), s.token("alice_expired"), 401),
+        ("main", Dist("revoked", "1.0"), s.token("bob_revoked"), 401),
+        # team: uploader and owner grants, a maintainer, a reader
+        ("team", Dist("teamlib", "1.2"), s.token("bob_main_team"), 200),
+        ("team", Dist("bobteam2", "0.1"), s.password("bob"), 200),
+        ("team", Dist("alice-new", "0.1"), s.token("alice_team"), 200),
+        ("team", Dist("erin-pkg", "0.1"), s.password("erin"), 403),  # reader
+        ("team", Dist("frank-pkg", "0.1"), frank, 404),  # may not know team exists
+        # staging: alice's grant kept, bob's revoked
+        ("staging", Dist("stagepkg", "1.1"), s.password("alice"), 200),
+        ("staging", Dist("bob-stage", "1.0"), s.password("bob"), 403),
+        # scratch: any account creates; the project stays bob's; bob's token is scoped
+        ("scratch", Dist("scratchy", "0.4"), s.token("bob_scratchy"), 200),
+        ("scratch", Dist("scratchy", "0.5"), s.password("alice"), 403),
+        ("scratch", Dist("other", "0.1"), s.token("bob_scratchy"), 403),
+        ("scratch", Dist("frank-tool", "0.1"), frank, 200),
+    ]
+    got = [
+        (repo, dist.name, dist.version, s.upload(repo, dist, auth)) for repo, dist, auth, _ in cases
+    ]
+    assert got == [(repo, dist.name, dist.version, status) for repo, dist, _, status in cases]
+
+
+SCHEMA2_FILES = {
+    "main": {
+        "alicepkg": [
+            "alicepkg-1.0-py3-none-any.whl",
+            "alicepkg-1.0.tar.gz",
+            "alicepkg-2.0-py3-none-any.whl",
+            "alicepkg-2.1-py3-none-any.whl",
+        ],
+        "Bob_Pkg": ["bob_pkg-0.1-py3-none-any.whl"],
+        "davetool": ["davetool-1.0-py3-none-any.whl"],
+    },
+    "team": {
+        "bobteam": ["bobteam-0.1-py3-none-any.whl"],
+        "teamlib": ["teamlib-1.0-py3-none-any.whl", "teamlib-1.1-py3-none-any.whl"],
+    },
+    "staging": {"stagepkg": ["stagepkg-1.0-py3-none-any.whl"]},
+    "scratch": {"scratchy": ["scratchy-0.1-py3-none-any.whl"]},
+}
+
+
+def test_schema2_simple_pages_list_the_files(schema2: Served) -> None:
+    admin = schema2.token("admin")
+    for repo, projects in SCHEMA2_FILES.items():
+        root = schema2.get(f"/{repo}/simple/", admin, **JSON_V1).json
+        assert sorted(project["name"] for project in root["projects"]) == sorted(projects)
+        for name, filenames in projects.items():
+            url = f"/{repo}/simple/{canonicalize_name(name)}/"
+            page = schema2.get(url, admin, **JSON_V1).json
+            assert [entry["filename"] for entry in page["files"]] == filenames, url
+            html = schema2.get(url, admin).data.decode()
+            assert all(f">{filename}</a>" in html for filename in filenames), url
+    assert schema2.get("/simple/", **JSON_V1).json == schema2.get("/main/simple/", **JSON_V1).json
+
+
+def test_schema2_yanks_show_in_the_simple_pages(schema2: Served) -> None:
+    alicepkg = schema2.get("/simple/alicepkg/", **JSON_V1).json
+    assert {entry["filename"]: entry["yanked"] for entry in alicepkg["files"]} == {
+        "alicepkg-1.0-py3-none-any.whl": "broken on Python 3.13",
+        "alicepkg-1.0.tar.gz": "broken on Python 3.13",
+        "alicepkg-2.0-py3-none-any.whl": False,
+        "alicepkg-2.1-py3-none-any.whl": False,
+    }
+    html = schema2.get("/simple/alicepkg/").data
+    assert html.count(b'data-yanked="broken on Python 3.13"') == 2
+    teamlib = schema2.get("/team/simple/teamlib/", schema2.password("erin"), **JSON_V1).json
+    assert {entry["filename"]: entry["yanked"] for entry in teamlib["files"]} == {
+        "teamlib-1.0-py3-none-any.whl": "use 1.1",  # yanked through the API
+        "teamlib-1.1-py3-none-any.whl": False,
+    }
+    bob_pkg = schema2.get("/simple/bob-pkg/", **JSON_V1).json  # yanked, then unyanked
+    assert [entry["yanked"] for entry in bob_pkg["files"]] == [False]
+
+
+def test_schema2_deleted_and_replaced_files_stay_gone(schema2: Served) -> None:
+    alice = schema2.password("alice")
+    listed = schema2.get("/simple/alicepkg/", **JSON_V1).json
+    assert "alicepkg-2.0.tar.gz" not in {entry["filename"] for entry in listed["files"]}
+    assert schema2.get("/files/alicepkg/alicepkg-2.0.tar.gz").status_code == 404
+    # Its name stays burned in main; in scratch (overwrite allow) names are reusable.
+    assert schema2.upload("main", Dist("alicepkg", "2.0"), alice, sdist=True) == 400
+    scratchy = schema2.get("/scratch/simple/scratchy/", **JSON_V1).json
+    assert [(entry["filename"], entry["hashes"]["sha256"][:8]) for entry in scratchy["files"]] == [
+        ("scratchy-0.1-py3-none-any.whl", "41fbf8bd")  # the replacement; 0.2 deleted
+    ]
+    assert schema2.upload("scratch", Dist("scratchy", "0.2"), schema2.password("bob")) == 200
+    buried = {
+        (row.repository, row.filename, row.reason, row.actor) for row in models.Tombstone.select()
+    }
+    assert buried == {
+        ("main", "alicepkg-2.0.tar.gz", "deleted", "cli"),
+        ("scratch", "scratchy-0.1-py3-none-any.whl", "replaced", "bob"),
+        ("scratch", "scratchy-0.2-py3-none-any.whl", "deleted", "bob"),
+        ("attic", "attic_pkg-1.0-py3-none-any.whl", "repository deleted", "cli"),
+    }
+
+
+def test_schema2_audit_log_is_kept(schema2: Served) -> None:
+    events = schema2.api("audit?limit=1000", schema2.token("admin"))["events"]
+    assert {event["action"] for event in events} >= {
+        "user add",
+        "user passwd",
+        "user disable",
+        "user unlock",
+        "login failed",
+        "repo create",
+        "repo set",
+        "repo delete",
+        "grant",
+        "revoke",
+        "token create",
+        "token revoke",
+        "upload",
+        "replace",
+        "delete",
+        "yank",
+        "unyank",
+        "maintainer add",
+        "maintainer remove",
+        "owner set",
+    }
+    assert events[-1] == {
+        "time": events[-1]["time"],
+        "actor": "first start",
+        "action": "user add",
+        "repository": "",
+        "project": "",
+        "filename": "",
+        "remote_addr": "",
+        "detail": "admin (admin)",
+    }
+    yanks = [
+        (e["actor"], e["repository"], e["project"], e["detail"])
+        for e in events
+        if e["action"] == "yank"
+    ]
+    assert yanks == [
+        ("alice", "team", "teamlib", "1.0 use 1.1"),
+        ("cli", "main", "bob-pkg", "0.1"),
+        ("cli", "main", "alicepkg", "1.0 broken on Python 3.13"),
+    ]
+    team_only = schema2.api("audit?repo=team", schema2.password("alice"))["events"]
+    assert {event["repository"] for event in team_only} == {"team"}
