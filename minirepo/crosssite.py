@@ -47,16 +47,18 @@ def cross_site_refusal(
 
     `origin`, `fetch_site` and `host` are the `Origin`, `Sec-Fetch-Site` and `Host`
     headers as received (None when absent); `scheme` is the one the request came in by.
-    The server's own origin is `public_url`'s when set, since behind a proxy the scheme
-    and host the server sees are not the ones the browser used; else `scheme` + `host`.
+    The server's own origins are `public_url`'s (behind a proxy the scheme and host the
+    server sees are not the ones the browser used) and `scheme` + `host` (a colleague
+    using the LAN address): a browser sends a site's credentials only to that site, so a
+    page whose origin is the address it reached is this index's own page.
     """
     if method in SAFE_METHODS:
         return None
     if origin is not None:
-        own = _own_origin(host, scheme, public_url)
-        if own is None or _parse_origin(origin) != own:
+        own = [found for found in _own_origins(host, scheme, public_url) if found is not None]
+        if _parse_origin(origin) not in own:
             shown = origin[:MAX_SHOWN_ORIGIN]
-            here = _show(own) if own is not None else "unknown"
+            here = _show(own[0]) if own else "unknown"
             return f"Cross-site request refused (Origin {shown}, this index is {here}): {ADVICE}"
     site = (fetch_site or "").strip().lower()
     if site in FOREIGN_FETCH_SITES:
@@ -64,10 +66,10 @@ def cross_site_refusal(
     return None
 
 
-def _own_origin(host: str | None, scheme: str, public_url: str) -> Origin | None:
-    if public_url:
-        return _parse_origin(public_url, path_allowed=True)
-    return _parse_origin(f"{scheme}://{host}") if host else None
+def _own_origins(host: str | None, scheme: str, public_url: str) -> list[Origin | None]:
+    """The public URL's origin first (the one a refusal names), then the address reached."""
+    reached = _parse_origin(f"{scheme}://{host}") if host else None
+    return [_parse_origin(public_url, path_allowed=True), reached] if public_url else [reached]
 
 
 def _parse_origin(url: str, *, path_allowed: bool = False) -> Origin | None:

@@ -54,6 +54,7 @@ def refusal(
         ("https://pkgs.example.org", "127.0.0.1:8080", "http", PUBLIC),  # behind a proxy
         ("https://pkgs.example.org:443", "127.0.0.1:8080", "http", PUBLIC),
         ("https://pkgs.example.org:8443", HOST, "http", "https://pkgs.example.org:8443/"),
+        (OWN, HOST, "http", PUBLIC),  # the LAN address reached, next to the public URL
     ],
 )
 def test_own_origin_is_allowed(origin: str, host: str, scheme: str, public_url: str) -> None:
@@ -80,8 +81,7 @@ def test_own_origin_is_allowed(origin: str, host: str, scheme: str, public_url: 
         ("http://[::1", "[::1", "http", ""),
         (OWN, None, "http", ""),  # no Host: nothing to be the same origin as
         (OWN, "127.0.0.1:8080/x", "http", ""),
-        # With a public URL, that is the only own origin: not the address reached.
-        (OWN, HOST, "http", PUBLIC),
+        # With a public URL: its origin or the address reached, nothing else.
         ("http://pkgs.example.org", HOST, "http", PUBLIC),
         ("https://pkgs.example.org:8443", HOST, "http", PUBLIC),
         ("https://example.org", HOST, "http", PUBLIC),
@@ -98,8 +98,8 @@ def test_foreign_origin_is_refused(
 
 def test_reason_names_both_origins() -> None:
     """An operator whose public_url does not match the address people use learns why."""
-    assert refusal(origin=OWN, public_url=PUBLIC) == (
-        "Cross-site request refused (Origin http://127.0.0.1:8080, this index is "
+    assert refusal(origin="http://127.0.0.1:9", public_url=PUBLIC) == (
+        "Cross-site request refused (Origin http://127.0.0.1:9, this index is "
         "https://pkgs.example.org): a page on another site may not change this index; "
         "use twine/uv or the minirepo web UI"
     )
@@ -192,7 +192,7 @@ def test_environ_refusal_reads_the_wsgi_names() -> None:
     assert environ_refusal(environ, "") is None
     assert environ_refusal({**environ, "HTTP_SEC_FETCH_SITE": "cross-site"}, "") is not None
     assert environ_refusal({**environ, "wsgi.url_scheme": "https"}, "") is not None
-    assert environ_refusal(environ, PUBLIC) is not None
+    assert environ_refusal({**environ, "HTTP_ORIGIN": "http://box.lan:9"}, PUBLIC) is not None
 
 
 def test_foreign_upload_with_credentials_stores_nothing(
@@ -259,7 +259,7 @@ def test_public_url_is_the_own_origin(tmp_path: Path, wheel: Path) -> None:
     try:
         client = app.test_client()
         form = {"data": upload_form(wheel), "content_type": "multipart/form-data"}
-        refused = client.post("/", headers={"Origin": "http://localhost"}, **form)
+        refused = client.post("/", headers={"Origin": "http://evil.example"}, **form)
         assert refused.status_code == 403
         assert "this index is https://pkgs.example.org" in refused.status
         form = {"data": upload_form(wheel), "content_type": "multipart/form-data"}
