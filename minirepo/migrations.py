@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # 1: minirepo 0.1.0, which stored no version. 2: repositories with kinds and roles,
 # grants, project owners and maintainers, token scope rows, tombstones, audit details.
-LATEST = 2
+# 3: proxy and group repositories: upstreams, members, origins, tracked names.
+LATEST = 3
 
 
 def version_of(database: Database) -> int | None:
@@ -154,7 +155,12 @@ def _token_scope_rows(handle: peewee.Database) -> None:
     columns = [peewee.Column(old, name) for name in ("id", "repositories", "projects")]
     for token_id, repositories, projects in rows(old.select(*columns).tuples()):
         for name in filter(None, (repositories or "").split(",")):
-            repo = models.Repository.get_or_none(models.Repository.name == name)
+            # Only the columns schema 2 has: later steps add more to the model.
+            repo = (
+                models.Repository.select(models.Repository.id)
+                .where(models.Repository.name == name)
+                .first()
+            )
             if repo is None:
                 log.warning("token %d named a missing repository %r: revoked", token_id, name)
                 models.Token.update(revoked=True).where(models.Token.id == token_id).execute()
@@ -164,6 +170,26 @@ def _token_scope_rows(handle: peewee.Database) -> None:
             models.TokenProject.create(token=token_id, normalized=normalized)
 
 
+def _to_v3(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
+    """Proxy and group repositories. Existing folders gain none (README, Upgrading)."""
+    migrate.migrate(
+        migrator.add_column("repository", "upstream", peewee.CharField(default="")),
+        migrator.add_column("repository", "proxy_options", peewee.TextField(default="{}")),
+        migrator.add_column(
+            "repository",
+            "upload_to_id",
+            peewee.ForeignKeyField(
+                models.Repository,
+                null=True,
+                field=models.Repository.id,
+                on_delete="SET NULL",
+            ),
+        ),
+    )
+    handle.create_tables([models.GroupMember, models.ProjectOrigin, models.TrackedProject])
+
+
 STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None]], ...] = (
     (2, _to_v2),
+    (3, _to_v3),
 )

@@ -35,6 +35,46 @@ class Repository(BaseModel):
     default_role = peewee.CharField(default="none")
     generation = peewee.IntegerField(default=0)
     created = peewee.DateTimeField(default=utcnow)
+    # A proxy's upstream simple index, and its options as JSON (`services.repos`).
+    upstream = peewee.CharField(default="")
+    proxy_options = peewee.TextField(default="{}")
+    # The hosted member a group stores uploads in; none: the group takes no uploads.
+    upload_to = peewee.ForeignKeyField("self", null=True, on_delete="SET NULL", backref="+")
+
+
+class GroupMember(BaseModel):
+    """A hosted or proxy repository in a group, asked in `position` order."""
+
+    group = peewee.ForeignKeyField(Repository, backref="members", on_delete="CASCADE")
+    member = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    position = peewee.IntegerField()
+
+    class Meta:
+        indexes = ((("group", "member"), True), (("group", "position"), True))
+
+
+class ProjectOrigin(BaseModel):
+    """The member a group serves a project name from, fixed when it first answered it (or
+    by `minirepo origin set`): a public name can never take an internal one's place."""
+
+    group = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    normalized = peewee.CharField()
+    member = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    since = peewee.DateTimeField(default=utcnow)
+    actor = peewee.CharField(default="")  # empty: recorded by first use
+
+    class Meta:
+        indexes = ((("group", "normalized"), True),)
+
+
+class TrackedProject(BaseModel):
+    """A name a group merges across its members (`minirepo repo track`, PEP 708)."""
+
+    group = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    normalized = peewee.CharField()
+
+    class Meta:
+        indexes = ((("group", "normalized"), True),)
 
 
 class User(BaseModel):
@@ -222,6 +262,9 @@ AUTH_COUNTER = "auth"
 
 MODELS = (
     Repository,
+    GroupMember,
+    ProjectOrigin,
+    TrackedProject,
     User,
     Project,
     ProjectMaintainer,

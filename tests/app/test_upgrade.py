@@ -581,3 +581,15 @@ def test_schema2_audit_log_is_kept(schema2: Served) -> None:
     ]
     team_only = schema2.api("audit?repo=team", schema2.password("alice"))["events"]
     assert {event["repository"] for event in team_only} == {"team"}
+
+
+def test_schema3_adds_no_proxy_or_group_to_an_existing_folder(schema2: Served) -> None:
+    """Upgraded folders keep their hosted repositories only (README, Upgrading): the new
+    columns hold their defaults and the new tables are empty."""
+    rows = models.Repository.select().order_by(models.Repository.name)
+    assert {row.kind for row in rows} == {"hosted"}
+    assert {(row.upstream, row.proxy_options, row.upload_to_id) for row in rows} == {
+        ("", "{}", None)
+    }
+    for table in (models.GroupMember, models.ProjectOrigin, models.TrackedProject):
+        assert table.select().count() == 0, table.__name__
