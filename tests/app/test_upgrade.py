@@ -5,6 +5,8 @@ it is copied to a temp folder, opened as `minirepo serve` opens it, and checked:
 lost, ownership and token scopes carried over, and the new rules in force. The folder of
 the current schema is opened without a migration and must be served as it was made
 (`test_schema2_*`); once a newer schema exists, those same checks run after its upgrade.
+A folder whose database was PostgreSQL holds the `pg_dump` of it (`dump.sql`), restored
+into a fresh database of the throwaway server (tests/helpers/postgres.py) before opening.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -35,6 +38,7 @@ from minirepo.services import accounts, datafolder, integrity
 from minirepo.services.container import Services
 from tests.conftest import basic, token_auth
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
+from tests.helpers.postgres import PostgresServer, fresh_database, restore_dump
 from tests.helpers.serverproc import FAST_HASH
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "datafolders"
@@ -42,12 +46,27 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "datafolders"
 
 def copy_fixture(name: str, target: Path) -> tuple[Path, dict[str, dict[str, str]]]:
     data = target / "data"
-    shutil.copytree(FIXTURES / name, data, ignore=shutil.ignore_patterns("SECRETS.json"))
+    ignore = shutil.ignore_patterns("SECRETS.json", "dump.sql")
+    shutil.copytree(FIXTURES / name, data, ignore=ignore)
     (data / "secret").chmod(0o600)
-    os.chmod(data / "minirepo.sqlite3", 0o600)
+    if (data / "minirepo.sqlite3").exists():  # else the folder's database was PostgreSQL
+        os.chmod(data / "minirepo.sqlite3", 0o600)
     for folder in ("tmp", "quarantine"):
         (data / folder).mkdir(exist_ok=True)
     return data, json.loads((FIXTURES / name / "SECRETS.json").read_text())
+
+
+def open_fixture(
+    name: str, target: Path, request: pytest.FixtureRequest
+) -> tuple[Settings, dict[str, dict[str, str]]]:
+    """The folder copied into `target`, its `dump.sql` (if any) restored into a fresh
+    PostgreSQL database: the settings `serve` would run on, and the folder's secrets."""
+    data, secrets = copy_fixture(name, target)
+    database = ""
+    if (dump := FIXTURES / name / "dump.sql").exists():
+        database = request.getfixturevalue("postgres_url")
+        restore_dump(database, dump)
+    return Settings(data=data, database=database, password_hash=FAST_HASH), secrets
 
 
 @pytest.fixture
@@ -154,22 +173,35 @@ def test_a_newer_schema_is_refused(upgraded: Flask, old_folder: tuple[Settings, 
         datafolder.open_data(settings)
 
 
-# Every folder here, with the schema it was made at. A new schema adds its folder; the
-# tests below then open each older one with the new code, which upgrades it.
-FOLDERS = {"0.1.0": 1, "0.2.0.dev0": 2}
+# Every folder here, with the schema it was made at. A new schema adds its folder (one per
+# database backend); the tests below then open each older one with the new code, which
+# upgrades it.
+FOLDERS = {"0.1.0": 1, "0.2.0.dev0": 2, "0.2.0.dev0-postgres": 2}
 JSON_V1 = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
-def stored_schema(data: Path) -> int:
+def stored_rows(settings: Settings, query: str) -> list[tuple[Any, ...]]:
+    """The rows `query` reads from the folder's database, without minirepo."""
+    if settings.database:
+        with psycopg.connect(settings.database) as pg:
+            return pg.execute(query).fetchall()
+    with contextlib.closing(sqlite3.connect(settings.database_path)) as db:
+        return db.execute(query).fetchall()
+
+
+def stored_schema(settings: Settings) -> int:
     """The version the folder's database says it is at, read without minirepo."""
-    with contextlib.closing(sqlite3.connect(data / "minirepo.sqlite3")) as db:
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-        if "schemaversion" not in tables:
-            return 1  # 0.1.0 stored no version
-        return int(db.execute("SELECT version FROM schemaversion").fetchone()[0])
+    tables_query = (
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        if settings.database
+        else "SELECT name FROM sqlite_master"
+    )
+    if ("schemaversion",) not in stored_rows(settings, tables_query):
+        return 1  # 0.1.0 stored no version
+    return int(stored_rows(settings, "SELECT version FROM schemaversion")[0][0])
 
 
-def stored_files(data: Path) -> list[tuple[str, str, str, str, bool | str]]:
+def stored_files(settings: Settings) -> list[tuple[str, str, str, str, bool | str]]:
     """(repository, project, filename, sha256, yanked as PEP 691 says it) of every file,
     read from the folder as it was made, before this code touches it."""
     query = """
@@ -177,34 +209,39 @@ def stored_files(data: Path) -> list[tuple[str, str, str, str, bool | str]]:
         FROM file f JOIN release rl ON f.release_id = rl.id
         JOIN project p ON rl.project_id = p.id JOIN repository r ON f.repository_id = r.id
         ORDER BY f.id"""
-    with contextlib.closing(sqlite3.connect(data / "minirepo.sqlite3")) as db:
-        return [
-            (repo, project, filename, sha256, (reason or True) if yanked else False)
-            for repo, project, filename, sha256, yanked, reason in db.execute(query)
-        ]
+    return [
+        (repo, project, filename, sha256, (reason or True) if yanked else False)
+        for repo, project, filename, sha256, yanked, reason in stored_rows(settings, query)
+    ]
 
 
 @pytest.mark.parametrize(("name", "schema"), FOLDERS.items())
-def test_each_folder_is_served_at_the_latest_schema(name: str, schema: int, tmp_path: Path) -> None:
-    data, _ = copy_fixture(name, tmp_path)
-    settings = Settings(data=data, password_hash=FAST_HASH)
-    assert stored_schema(data) == schema
+def test_each_folder_is_served_at_the_latest_schema(
+    name: str, schema: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    settings, _ = open_fixture(name, tmp_path, request)
+    assert stored_schema(settings) == schema
     if schema == migrations.LATEST:
         datafolder.open_data(settings).database.close()  # every command: nothing to migrate
     else:
         with pytest.raises(UserError, match="made by an older minirepo"):
             datafolder.open_data(settings)
     create_app(settings).extensions["minirepo"].folder.database.close()
-    assert stored_schema(data) == migrations.LATEST
-    copies = list((data / "backups").glob(f"minirepo-schema{schema}-*.sqlite3"))
-    assert len(copies) == (0 if schema == migrations.LATEST else 1)
+    assert stored_schema(settings) == migrations.LATEST
+    assert settings.database_path.exists() == (not settings.database)
+    # SQLite is copied aside first; PostgreSQL upgrades in one transaction, no copy.
+    copies = list((settings.data / "backups").glob(f"minirepo-schema{schema}-*"))
+    upgraded_sqlite = schema < migrations.LATEST and not settings.database
+    assert len(copies) == (1 if upgraded_sqlite else 0)
 
 
 @pytest.mark.parametrize("name", FOLDERS)
-def test_each_folder_serves_every_file_it_held(name: str, tmp_path: Path) -> None:
-    data, secrets = copy_fixture(name, tmp_path)
-    made = stored_files(data)
-    app = create_app(Settings(data=data, password_hash=FAST_HASH))
+def test_each_folder_serves_every_file_it_held(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    settings, secrets = open_fixture(name, tmp_path, request)
+    made = stored_files(settings)
+    app = create_app(settings)
     services: Services = app.extensions["minirepo"]
     client = app.test_client()
     admin = token_auth(secrets["tokens"]["admin"])
@@ -226,10 +263,10 @@ def test_each_folder_serves_every_file_it_held(name: str, tmp_path: Path) -> Non
 
 
 # What must still hold in the folder 0.2.0.dev0 made (schema 2; how: the fixtures'
-# README). The app opens it as `serve` does, so once schema 3 exists these same checks
-# run after its upgrade, unchanged.
+# README), on SQLite and, made by the same script, on PostgreSQL. The app opens it as
+# `serve` does, so once schema 3 exists these same checks run after its upgrade, unchanged.
 
-SCHEMA2 = "0.2.0.dev0"
+SCHEMA2 = {"sqlite": "0.2.0.dev0", "postgresql": "0.2.0.dev0-postgres"}
 
 
 @dataclasses.dataclass
@@ -262,10 +299,10 @@ class Served:
         return response.status_code
 
 
-@pytest.fixture
-def schema2(tmp_path: Path) -> Iterator[Served]:
-    data, secrets = copy_fixture(SCHEMA2, tmp_path)
-    app = create_app(Settings(data=data, password_hash=FAST_HASH))  # as `serve` opens it
+@pytest.fixture(params=list(SCHEMA2.values()), ids=list(SCHEMA2))
+def schema2(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    settings, secrets = open_fixture(request.param, tmp_path, request)
+    app = create_app(settings)  # as `serve` opens it
     services: Services = app.extensions["minirepo"]
     with services.folder.database.activated():
         yield Served(app.test_client(), secrets, tmp_path / "new-dists")
@@ -593,3 +630,28 @@ def test_schema3_adds_no_proxy_or_group_to_an_existing_folder(schema2: Served) -
     }
     for table in (models.GroupMember, models.ProjectOrigin, models.TrackedProject):
         assert table.select().count() == 0, table.__name__
+
+
+# The PostgreSQL schema an upgrade leaves, as the catalog describes it: columns, their
+# types, nullability and defaults; constraints; indexes.
+PG_SCHEMA_QUERIES = (
+    """SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,
+              column_default
+       FROM information_schema.columns WHERE table_schema = 'public'""",
+    """SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid)
+       FROM pg_constraint WHERE connamespace = 'public'::regnamespace""",
+    "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+)
+
+
+def test_an_upgraded_postgres_database_is_a_fresh_one(
+    postgres_server: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    upgraded, _ = open_fixture(SCHEMA2["postgresql"], tmp_path / "old", request)
+    with fresh_database(postgres_server) as url:
+        fresh = Settings(data=tmp_path / "new", database=url, password_hash=FAST_HASH)
+        for settings in (upgraded, fresh):
+            create_app(settings).extensions["minirepo"].folder.database.close()
+        for query in PG_SCHEMA_QUERIES:
+            got, want = (stored_rows(each, query) for each in (upgraded, fresh))
+            assert sorted(got, key=repr) == sorted(want, key=repr), query

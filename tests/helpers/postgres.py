@@ -243,6 +243,29 @@ def fresh_database(server: PostgresServer) -> Iterator[str]:
             log.warning("Could not drop test database %s: %s", name, exc)
 
 
+def restore_dump(url: str, dump: Path) -> None:
+    """Run a plain `pg_dump` file into the database at `url` with psql, in one transaction;
+    raises at its first error. psql runs as this process's user: the dump is read here."""
+    # pg_dump from 15.14 (and 13.22, 14.19, 16.10, 17.6) wraps its output in \restrict and
+    # \unrestrict, which older psql refuses as unknown commands; a trusted fixture needs neither.
+    text = "".join(
+        line
+        for line in dump.read_text().splitlines(keepends=True)
+        if not line.startswith(("\\restrict ", "\\unrestrict "))
+    )
+    cmd = [str(find_bindir() / "psql"), "--no-psqlrc", "--quiet", "--single-transaction"]
+    cmd += ["--set", "ON_ERROR_STOP=1", "--dbname", url]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    try:
+        subprocess.run(
+            cmd, input=text, env=env, capture_output=True, text=True, check=True, timeout=TIMEOUT
+        )
+    except subprocess.CalledProcessError as exc:
+        raise ServerCommandFailed(
+            f"psql could not restore {dump}, exit {exc.returncode}:\n{exc.stdout}{exc.stderr}"
+        ) from exc
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """`postgresql://postgres@127.0.0.1:PORT/NAME` of a fresh empty database for this test."""
