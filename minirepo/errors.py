@@ -63,6 +63,13 @@ class RepositoryNotFound(NotFound):
         super().__init__(f"No repository named {name!r}")
 
 
+class MethodNotAllowed(MinirepoError):
+    """A request this repository never takes (an upload to a group without a target)."""
+
+    status = 405
+    headers = {"Allow": "GET, HEAD"}  # noqa: RUF012
+
+
 class FileExists(MinirepoError):
     status = 409
 

@@ -121,7 +121,7 @@ class Preflight:
             return None  # no such route: the app gives its own answer
         if endpoint != UPLOAD_ENDPOINT:
             return None
-        repo = self.index.repo(args.get("repo"))
+        repo = self.index.upload_target(self.index.repo(args.get("repo")))
         refused = refusal_error(principal, Action.UPLOAD, repo)
         if refused is not None:
             return refused

@@ -32,6 +32,14 @@ def _repo_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(repos.READ_MODES),
             help="Who may install from it (create: anonymous).",
         ),
+        click.option(
+            "--members",
+            help="A group's repositories, comma-separated, in the order they are asked.",
+        ),
+        click.option(
+            "--upload-to",
+            help="The member a group stores uploads in (set: '' for none).",
+        ),
     )
     for option in options:
         func = option(func)
@@ -47,29 +55,50 @@ def repo() -> None:
     """
 
 
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+
+
 @repo.command("create")
 @click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice(repos.KINDS),
+    default="hosted",
+    show_default=True,
+    help="hosted stores uploads; group serves its --members' projects under one URL.",
+)
 @_repo_options
 @pass_folder
 def repo_create(
     folder: DataFolder,
     name: str,
+    kind: str,
     read: str | None,
     overwrite: str | None,
     default_role: str | None,
     description: str | None,
+    members: str | None,
+    upload_to: str | None,
 ) -> None:
-    """Create a hosted repository, served at /NAME/simple/ and uploaded to at /NAME/.
+    """Create a repository, served at /NAME/simple/ and uploaded to at /NAME/.
+
+    A group answers each project name from one member: the first that has it, recorded
+    then, so that a later upload of that name elsewhere never takes its place.
 
     \b
-    Example:  minirepo repo create team --read authenticated
+    Examples:  minirepo repo create team --read authenticated
+               minirepo repo create all --kind group --members main,team --upload-to main
     """
     repos.create(
         name,
+        kind=kind,
         read=read or "anonymous",
         overwrite=overwrite or "never",
         default_role=default_role or "none",
         description=description or "",
+        members=_names(members) or (),
+        upload_to=upload_to or None,
     )
     settings = folder.settings
     # The CLI knows the server's address only from a setting; else it says the paths.
@@ -91,14 +120,23 @@ def repo_set(
     overwrite: str | None,
     default_role: str | None,
     description: str | None,
+    members: str | None,
+    upload_to: str | None,
 ) -> None:
     """Change a repository's settings; those not given stay as they are.
 
     \b
-    Example:  minirepo repo set main --read authenticated
+    Examples:  minirepo repo set main --read authenticated
+               minirepo repo set all --members main,team --upload-to ''
     """
     repos.update(
-        name, read=read, overwrite=overwrite, default_role=default_role, description=description
+        name,
+        read=read,
+        overwrite=overwrite,
+        default_role=default_role,
+        description=description,
+        members=_names(members),
+        upload_to=upload_to,
     )
     models.wait_counter_in_force()
     click.echo(f"Updated repository {name}.")
@@ -112,12 +150,15 @@ def repo_list(folder: DataFolder) -> None:
     \b
     Example:  minirepo repo list
     """
-    click.echo("name\tkind\tread\toverwrite\tdefault-role\tprojects\tfiles\tbytes")
+    click.echo("name\tkind\tread\toverwrite\tdefault-role\tprojects\tfiles\tbytes\tmembers")
     for item in repos.summaries():
         info = item.info
+        members = ",".join(item.members) + (
+            f" (uploads: {info.upload_to})" if info.upload_to else ""
+        )
         click.echo(
             f"{info.name}\t{info.kind}\t{info.read}\t{info.overwrite}\t{info.default_role}\t"
-            f"{item.projects}\t{item.files}\t{item.bytes}"
+            f"{item.projects}\t{item.files}\t{item.bytes}\t{members or '-'}"
         )
 
 

@@ -25,7 +25,8 @@ from packaging.version import InvalidVersion, Version
 from minirepo import models, names
 from minirepo.config import Settings
 from minirepo.db import rows
-from minirepo.errors import NotFound, RepositoryNotFound
+from minirepo.errors import MethodNotAllowed, NotFound, RepositoryNotFound
+from minirepo.services import groups
 from minirepo.services.repos import RepoInfo, info_of
 from minirepo.storage import BlobStore
 
@@ -135,6 +136,31 @@ class Index:
         """After a change to a repository made in this process: re-read it at once."""
         with self._lock:
             self._repos.pop(name, None)
+
+    def member(self, group: RepoInfo, normalized: str) -> RepoInfo | None:
+        """The group member that answers for `normalized` (`groups.winner`), or None."""
+        name = groups.winner(group.id, normalized)
+        return self.repo(name) if name is not None else None
+
+    def upload_target(self, repo: RepoInfo) -> RepoInfo:
+        """Where an upload to `repo`'s URL is stored: a group's `upload_to` member."""
+        if not repo.is_group:
+            return repo
+        if repo.upload_to is None:
+            raise MethodNotAllowed(
+                f"group {repo.name} takes no uploads: upload to one of its members, or ask "
+                f"an admin for: minirepo repo set {repo.name} --upload-to MEMBER"
+            )
+        return self.repo(repo.upload_to)
+
+    def group_root_page(
+        self, group: RepoInfo, kind: str, members: frozenset[int], only: frozenset[str]
+    ) -> Page:
+        """A group's project list from the `members` the caller may read. Rendered per
+        request: it changes with every member, and no installer asks for it."""
+        projects = groups.project_names(group.id, members, only)
+        body = _root_json(projects) if kind == JSON_V1 else _root_html(projects)
+        return make_page(body)
 
     def cached_page(
         self, repo: RepoInfo, project: str, kind: str, only: frozenset[str] = frozenset()

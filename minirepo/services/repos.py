@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 import peewee
 
@@ -16,13 +17,15 @@ from minirepo import models, names
 from minirepo.db import rows, write_transaction
 from minirepo.errors import UserError
 from minirepo.permissions import ROLES
-from minirepo.services import audit
+from minirepo.services import audit, groups
 
 log = logging.getLogger(__name__)
 
 READ_MODES = ("anonymous", "authenticated")
 OVERWRITE_MODES = ("never", "allow")
 DEFAULT_ROLES = ("none", "reader", "uploader")
+# hosted: stores uploads; group: serves its members' projects under one URL (issue 15).
+KINDS = ("hosted", "group")
 # The default repository is made with PyPI's model: any account may create a project.
 DEFAULT_REPOSITORY_ROLE = "uploader"
 
@@ -38,6 +41,11 @@ class RepoInfo:
     kind: str = "hosted"
     overwrite: str = "never"
     default_role: str = "none"
+    upload_to: str | None = None  # a group's repository for uploads
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind == "group"
 
     @property
     def is_public(self) -> bool:
@@ -55,11 +63,26 @@ class RepoSummary:
     projects: int
     files: int
     bytes: int
+    members: tuple[str, ...] = ()
+
+
+def upload_target_name(row: models.Repository) -> str | None:
+    """A group's upload target (one query when it has one)."""
+    target = row.upload_to
+    return str(target.name) if target is not None else None
 
 
 def info_of(row: models.Repository) -> RepoInfo:
+    target = upload_target_name(row)
     return RepoInfo(
-        row.id, row.name, row.read, row.generation, row.kind, row.overwrite, row.default_role
+        row.id,
+        row.name,
+        row.read,
+        row.generation,
+        row.kind,
+        row.overwrite,
+        row.default_role,
+        target,
     )
 
 
@@ -84,25 +107,37 @@ def _check_settings(read: str | None, overwrite: str | None, default_role: str |
 def create(
     name: str,
     *,
+    kind: str = "hosted",
     read: str = "anonymous",
     overwrite: str = "never",
     default_role: str = "none",
     description: str = "",
+    members: Sequence[str] = (),
+    upload_to: str | None = None,
     actor: str = "cli",
 ) -> models.Repository:
+    """A hosted repository, or a group of `members` (uploads go to `upload_to`)."""
     problem = names.repository_name_problem(name)
     if problem:
         raise UserError(problem)
+    _check_choice("kind", kind, KINDS)
     _check_settings(read, overwrite, default_role)
+    if kind == "group" and not members:
+        raise UserError("A group needs --members: the repositories it serves, in order")
+    if kind != "group" and (members or upload_to):
+        raise UserError("--members and --upload-to are for groups (--kind group)")
     try:
         with write_transaction():
             row = models.Repository.create(
                 name=name,
+                kind=kind,
                 read=read,
                 overwrite=overwrite,
                 default_role=default_role,
                 description=" ".join(description.split()),
             )
+            if kind == "group":
+                groups.set_members(row, members, upload_to)
             audit.record(actor, "repo create", repository=name, detail=_describe(row))
     except peewee.IntegrityError as exc:
         raise UserError(f"Repository {name!r} already exists") from exc
@@ -110,7 +145,11 @@ def create(
 
 
 def _describe(row: models.Repository) -> str:
-    return f"read={row.read} overwrite={row.overwrite} default-role={row.default_role}"
+    text = f"read={row.read} overwrite={row.overwrite} default-role={row.default_role}"
+    if row.kind == "group":
+        text += f" members={','.join(groups.member_names(row.id))}"
+        text += f" upload-to={upload_target_name(row) or '-'}"
+    return text
 
 
 def update(
@@ -120,13 +159,26 @@ def update(
     overwrite: str | None = None,
     default_role: str | None = None,
     description: str | None = None,
+    members: Sequence[str] | None = None,
+    upload_to: str | None = None,
     actor: str = "cli",
 ) -> models.Repository:
-    """Change what is given; the pages of the repository change at once (generation)."""
+    """Change what is given; the pages of the repository change at once (generation).
+    `upload_to` "" clears a group's upload target."""
     _check_settings(read, overwrite, default_role)
     with write_transaction():
         row = get(name)
         before = _describe(row)
+        if members is not None or upload_to is not None:
+            if row.kind != "group":
+                raise UserError(f"{name} is not a group: --members and --upload-to are for groups")
+            current = groups.member_names(row.id)
+            target = upload_target_name(row)
+            groups.set_members(
+                row,
+                current if members is None else members,
+                target if upload_to is None else (upload_to or None),
+            )
         for field, value in (
             ("read", read),
             ("overwrite", overwrite),
@@ -164,6 +216,7 @@ def summaries() -> list[RepoSummary]:
             row.description,
             projects.get(row.id, 0),
             *files.get(row.id, (0, 0)),
+            tuple(groups.member_names(row.id)) if row.kind == "group" else (),
         )
         for row in repositories
     ]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import current_app
 
 from minirepo import auth
 from minirepo.config import Settings
-from minirepo.errors import RepositoryNotFound, Unauthorized
+from minirepo.errors import NotFound, RepositoryNotFound, Unauthorized
+from minirepo.permissions import Action
+from minirepo.services import groups
 from minirepo.services.container import Services
 from minirepo.services.index import Index
 from minirepo.services.repos import RepoInfo
@@ -39,3 +43,25 @@ def repository(name: str | None) -> RepoInfo:
         if auth.current_principal() is None:
             raise Unauthorized("Authentication required") from None
         raise
+
+
+def readable_source(info: RepoInfo, normalized: str) -> RepoInfo:
+    """The repository that answers for `normalized` at `info`'s URL, after the read checks.
+
+    `info` itself, or for a group the member that wins (`groups.winner`), checked too: a
+    caller who may not read it is refused there (401/404), never sent on to another
+    member. The answer is as private as the group or the member, whichever is more.
+    """
+    auth.require(Action.READ, info, normalized)
+    if not info.is_group:
+        return info
+    member = index().member(info, normalized)
+    if member is None:
+        raise NotFound(f"No project named {normalized!r} in {info.name!r}")
+    auth.require(Action.READ, member, normalized)
+    return member if info.is_public else dataclasses.replace(member, read=info.read)
+
+
+def group_members(group: RepoInfo) -> list[RepoInfo]:
+    """A group's members, in order."""
+    return [index().repo(name) for _, name in groups.members(group.id)]

@@ -20,11 +20,10 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.http import parse_range_header
 from werkzeug.wsgi import wrap_file
 
-from minirepo import auth, errors, names
+from minirepo import errors, names
 from minirepo.errors import NotFound
-from minirepo.permissions import Action
 from minirepo.services.repos import RepoInfo
-from minirepo.views.common import index, repository
+from minirepo.views.common import index, readable_source, repository
 
 bp = Blueprint("files", __name__)
 
@@ -48,9 +47,8 @@ def _canonical_project_or_404(project: str) -> str:
 @bp.get("/files/<project>/<filename>", defaults={"repo": None})
 @bp.get("/<repo>/files/<project>/<filename>")
 def download(repo: str | None, project: str, filename: str) -> Response:
-    info = repository(repo)
     project = _canonical_project_or_404(project)
-    auth.require(Action.READ, info, project)
+    info = readable_source(repository(repo), project)
     if filename.endswith(".metadata"):
         return _metadata(info, project, filename.removesuffix(".metadata"))
     handle, stored = index().open_file(info, project, filename)

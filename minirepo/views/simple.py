@@ -7,10 +7,10 @@ from werkzeug.http import parse_accept_header, parse_etags
 
 from minirepo import auth, names
 from minirepo.errors import NotFound, redirect
-from minirepo.permissions import Action, listing_filter
+from minirepo.permissions import Action, listing_filter, may
 from minirepo.services.index import HTML, HTML_V1, JSON_V1, Page
 from minirepo.services.repos import RepoInfo
-from minirepo.views.common import index, repository
+from minirepo.views.common import group_members, index, readable_source, repository
 
 bp = Blueprint("simple", __name__)
 
@@ -118,8 +118,8 @@ def existing_project(repo: RepoInfo, project: str, kind: str) -> tuple[str, Page
     does not exist and none is built from anything but the canonical name.
     """
     normalized = normalize_or_404(project)
-    auth.require(Action.READ, repo, normalized)
-    page = index().project_page(repo, normalized, kind)
+    source = readable_source(repo, normalized)
+    page = index().project_page(source, normalized, kind)
     if page is None:
         raise NotFound(f"No project named {normalized!r} in {repo.name!r}")
     return normalized, page
@@ -131,7 +131,14 @@ def root(repo: str | None) -> Response:
     info = repository(repo)
     principal = auth.require(Action.READ, info)
     kind = negotiate(request.headers.get("Accept"))
-    page = index().root_page(info, kind, listing_filter(principal, None))
+    only = listing_filter(principal, None)
+    if info.is_group:
+        readable = frozenset(
+            member.id for member in group_members(info) if may(principal, Action.READ, member)
+        )
+        page = index().group_root_page(info, kind, readable, only)
+    else:
+        page = index().root_page(info, kind, only)
     return _page_response(page, kind, info)
 
 
@@ -145,7 +152,7 @@ def project_page(repo: str | None, project: str) -> Response:
     normalized, page = existing_project(info, project, kind)
     if normalized != project:
         return redirect(f"../{normalized}/")
-    return _page_response(page, kind, info)
+    return _page_response(page, kind, readable_source(info, normalized))
 
 
 @bp.get("/simple/<project>", defaults={"repo": None})

@@ -46,7 +46,7 @@ def read_form() -> UploadForm:
 @bp.post("/<repo>/legacy")
 @bp.post("/<repo>/legacy/")
 def upload(repo: str | None) -> Response:
-    info = repository(repo)
+    info = index().upload_target(repository(repo))
     principal = auth.require(Action.UPLOAD, info)  # before the body is read
     assert principal is not None  # noqa: S101 - uploads are never anonymous (refusal())
     checked = check_form(read_form(), settings())

@@ -425,12 +425,13 @@ def test_repo_create_and_list(cli: Cli) -> None:
     assert "/team/simple/" in result.stdout
     lines = [line.split("\t") for line in cli.ok("repo", "list").stdout.splitlines()]
     assert lines == [
-        ["name", "kind", "read", "overwrite", "default-role", "projects", "files", "bytes"],
-        ["main", "hosted", "anonymous", "never", "uploader", "0", "0", "0"],
-        ["team", "hosted", "authenticated", "allow", "reader", "0", "0", "0"],
+        ["name", "kind", "read", "overwrite", "default-role", "projects", "files", "bytes"]
+        + ["members"],
+        ["main", "hosted", "anonymous", "never", "uploader", "0", "0", "0", "-"],
+        ["team", "hosted", "authenticated", "allow", "reader", "0", "0", "0", "-"],
     ]
     cli.ok("repo", "create", "plain")
-    assert "plain\thosted\tanonymous\tnever\tnone\t0\t0\t0" in cli.ok("repo", "list").stdout
+    assert "plain\thosted\tanonymous\tnever\tnone\t0\t0\t0\t-" in cli.ok("repo", "list").stdout
 
 
 def test_repo_set_changes_only_what_is_given(cli: Cli) -> None:
@@ -740,3 +741,49 @@ def test_secret_is_private_and_repaired_when_damaged(cli: Cli) -> None:
     assert repaired != folder.secret
     assert path.stat().st_mode & 0o777 == 0o600
     assert not list(cli.data.glob(".secret-*"))
+
+
+# --- groups and origins ---------------------------------------------------------------------
+
+
+def test_group_create_list_set_and_origins(cli: Cli) -> None:
+    cli.ok("repo", "create", "team")
+    created = cli.ok(
+        "repo", "create", "all", "--kind", "group", "--members", "main, team", "--upload-to", "main"
+    )
+    assert "Created repository all" in created.stdout
+    rows = {
+        line.split("\t")[0]: line.split("\t") for line in cli.ok("repo", "list").stdout.splitlines()
+    }
+    assert rows["name"][-1] == "members"
+    assert rows["all"][1] == "group"
+    assert rows["all"][-1] == "main,team (uploads: main)"
+    assert rows["main"][-1] == "-"
+    cli.ok("repo", "set", "all", "--members", "team,main", "--upload-to", "")
+    rows = {
+        line.split("\t")[0]: line.split("\t") for line in cli.ok("repo", "list").stdout.splitlines()
+    }
+    assert rows["all"][-1] == "team,main"
+    assert cli.ok("origin", "show", "all").stdout.splitlines() == ["project\tmember\tsince\tby"]
+    assert (
+        "now serves lab-tool from main"
+        in cli.ok("origin", "set", "all", "Lab_Tool", "--member", "main").stdout
+    )
+    shown = cli.ok("origin", "show", "all", "lab-tool").stdout.splitlines()
+    assert shown[1].split("\t")[:2] == ["lab-tool", "main"]
+    assert shown[1].endswith("\tcli")
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [
+        (("repo", "create", "g", "--kind", "group"), "needs --members"),
+        (("repo", "create", "g", "--kind", "group", "--members", "nosuch"), "No repository"),
+        (("repo", "create", "g", "--members", "main"), "for groups"),
+        (("repo", "set", "main", "--members", "main"), "not a group"),
+        (("origin", "set", "main", "x", "--member", "main"), "not a group"),
+        (("origin", "show", "nosuch"), "No repository named"),
+    ],
+)
+def test_group_errors(cli: Cli, args: tuple[str, ...], word: str) -> None:
+    assert_user_error(cli(*args), word)

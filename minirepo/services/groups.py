@@ -1,0 +1,163 @@
+"""Group repositories: one index URL for several repositories, each name from one of them.
+
+A lab gives pip and uv one URL. A group never merges a name across its members: pip and
+uv would take the highest version from any of them, which is how a public upload named
+like an internal package reaches a machine (dependency confusion). Each name is answered
+by one member, the first that had it, and that choice is recorded (its origin) so that a
+later arrival elsewhere never takes its place; only `minirepo origin set` moves it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+
+import peewee
+
+from minirepo import models
+from minirepo.db import rows, write_transaction
+from minirepo.errors import UserError
+from minirepo.services import audit
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    project: str
+    member: str
+    since: datetime.datetime
+    actor: str  # empty: recorded when the member first answered the name
+
+
+def member_names(group_id: int) -> list[str]:
+    """The members' names in the order they are asked."""
+    return [name for _, name in members(group_id)]
+
+
+def members(group_id: int) -> list[tuple[int, str]]:
+    """(id, name) of the members, in the order they are asked."""
+    query = (
+        models.GroupMember.select(models.Repository.id, models.Repository.name)
+        .join(models.Repository, on=models.GroupMember.member == models.Repository.id)
+        .where(models.GroupMember.group == group_id)
+        .order_by(models.GroupMember.position)
+        .tuples()
+    )
+    return [(int(member_id), str(name)) for member_id, name in rows(query)]
+
+
+def set_members(group: models.Repository, members: Sequence[str], upload_to: str | None) -> None:
+    """Replace the members (inside the caller's write transaction). A member is a hosted
+    repository, never a group; uploads go to one of the members, or nowhere."""
+    if len(set(members)) != len(members):
+        raise UserError("--members names a repository twice")
+    rows_by_name = {
+        row.name: row
+        for row in models.Repository.select().where(models.Repository.name.in_(list(members)))
+    }
+    for name in members:
+        row = rows_by_name.get(name)
+        if row is None:
+            raise UserError(f"No repository named {name!r} (see minirepo repo list)")
+        if row.id == group.id or row.kind == "group":
+            raise UserError(f"{name} is a group: a group's members are hosted repositories")
+    if upload_to is not None and upload_to not in members:
+        raise UserError(f"--upload-to must be one of the members ({', '.join(members)})")
+    models.GroupMember.delete().where(models.GroupMember.group == group.id).execute()
+    for position, name in enumerate(members):
+        models.GroupMember.create(group=group.id, member=rows_by_name[name].id, position=position)
+    group.upload_to = rows_by_name[upload_to].id if upload_to is not None else None
+    group.save()
+
+
+def winner(group_id: int, normalized: str) -> str | None:
+    """The member that answers `normalized`: its recorded origin, else the first member
+    that has the project (a `Project` row, kept when its files are deleted), recorded now.
+    None when no member has it. Nobody's rights are asked here: the caller checks them on
+    the member that wins, and a refusal there ends the walk (no falling through)."""
+    recorded = (
+        models.ProjectOrigin.select(models.Repository.name)
+        .join(models.Repository, on=models.ProjectOrigin.member == models.Repository.id)
+        .where(
+            (models.ProjectOrigin.group == group_id)
+            & (models.ProjectOrigin.normalized == normalized)
+        )
+        .tuples()
+        .first()
+    )
+    if recorded is not None:
+        return str(recorded[0])
+    found = (
+        models.GroupMember.select(models.Repository.id, models.Repository.name)
+        .join(models.Repository, on=models.GroupMember.member == models.Repository.id)
+        .join(models.Project, on=models.Project.repository == models.Repository.id)
+        .where((models.GroupMember.group == group_id) & (models.Project.normalized == normalized))
+        .order_by(models.GroupMember.position)
+        .tuples()
+        .first()
+    )
+    if found is None:
+        return None
+    member_id, name = found
+    try:
+        with write_transaction():
+            models.ProjectOrigin.create(group=group_id, normalized=normalized, member=member_id)
+    except peewee.IntegrityError:
+        return winner(group_id, normalized)  # another request recorded it first
+    return str(name)
+
+
+def project_names(
+    group_id: int, members: frozenset[int], only: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """(name, normalized) of every project the `members` hold, each name once, sorted."""
+    query = (
+        models.Project.select(models.Project.name, models.Project.normalized)
+        .join(models.GroupMember, on=models.GroupMember.member == models.Project.repository)
+        .where(
+            (models.GroupMember.group == group_id) & models.GroupMember.member.in_(sorted(members))
+        )
+        .order_by(models.Project.normalized, models.GroupMember.position)
+    )
+    if only:
+        query = query.where(models.Project.normalized.in_(sorted(only)))
+    seen: dict[str, str] = {}
+    for name, normalized in rows(query.tuples()):
+        seen.setdefault(str(normalized), str(name))
+    return [(name, normalized) for normalized, name in seen.items()]
+
+
+def origins(group: models.Repository, project: str | None = None) -> list[Origin]:
+    query = (
+        models.ProjectOrigin.select(
+            models.ProjectOrigin.normalized,
+            models.Repository.name,
+            models.ProjectOrigin.since,
+            models.ProjectOrigin.actor,
+        )
+        .join(models.Repository, on=models.ProjectOrigin.member == models.Repository.id)
+        .where(models.ProjectOrigin.group == group.id)
+        .order_by(models.ProjectOrigin.normalized)
+    )
+    if project is not None:
+        query = query.where(models.ProjectOrigin.normalized == project)
+    return [
+        Origin(str(p), str(m), since, str(actor)) for p, m, since, actor in rows(query.tuples())
+    ]
+
+
+def set_origin(group: models.Repository, project: str, member: str, *, actor: str) -> None:
+    """Serve `project` from `member` in the group from now on (audited)."""
+    if group.kind != "group":
+        raise UserError(f"{group.name} is not a group")
+    if member not in member_names(group.id):
+        raise UserError(f"{member} is not a member of {group.name}")
+    row = models.Repository.get(models.Repository.name == member)
+    with write_transaction():
+        models.ProjectOrigin.delete().where(
+            (models.ProjectOrigin.group == group.id) & (models.ProjectOrigin.normalized == project)
+        ).execute()
+        models.ProjectOrigin.create(group=group.id, normalized=project, member=row.id, actor=actor)
+        group.generation += 1
+        group.save()
+        audit.record(actor, "origin set", repository=group.name, project=project, detail=member)
