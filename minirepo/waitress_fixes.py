@@ -502,6 +502,9 @@ def create_server(app: Any, settings: Settings, preflight: Preflight | None) -> 
         channel_timeout=settings.channel_timeout,
         cleanup_interval=LOOP_SECONDS,
         asyncore_loop_timeout=LOOP_SECONDS,
+        # select() fails for every descriptor past 1023 (FD_SETSIZE): the server exited
+        # with "filedescriptor out of range" under the issue-14 attack on older code.
+        asyncore_use_poll=True,
         outbuf_high_watermark=OUTBUF_HIGH_WATERMARK,
         max_request_body_size=settings.max_upload_size + BODY_SLACK,
         clear_untrusted_proxy_headers=True,

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import os
 import re
+import resource
 import select
 import socket
 import time
@@ -375,3 +376,18 @@ def test_a_legitimate_large_upload_still_goes_through(serve: Serve, tmp_path: Pa
         wheel = padded_wheel(tmp_path, "legit", 2 * 1024**2)
         assert srv.upload(wheel).status_code == 200
         assert spooled_bytes(srv.data / "tmp") == 0
+
+
+def raise_descriptor_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+
+
+def test_descriptors_past_1023_do_not_stop_the_server(tmp_path: Path) -> None:
+    """waitress's select() loop raised `filedescriptor out of range` and the server exited
+    once a socket's descriptor passed 1023 (the fd-exhaustion attack); it polls instead."""
+    hold = "import os\n_held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]"
+    with running_server(tmp_path, {}, preexec_fn=raise_descriptor_limit, prelude=hold) as srv:
+        for _ in range(3):
+            assert health_seconds(srv) < 2
+        assert srv.proc.poll() is None

@@ -423,10 +423,10 @@ def test_repo_create_and_list(cli: Cli) -> None:
     )  # fmt: skip
     assert "Created repository team" in result.stdout
     assert "/team/simple/" in result.stdout
+    header = ["name", "kind", "read", "overwrite", "default-role", "projects", "files", "bytes"]
     lines = [line.split("\t") for line in cli.ok("repo", "list").stdout.splitlines()]
     assert lines == [
-        ["name", "kind", "read", "overwrite", "default-role", "projects", "files", "bytes"]
-        + ["members"],
+        [*header, "members"],
         ["main", "hosted", "anonymous", "never", "uploader", "0", "0", "0", "-"],
         ["team", "hosted", "authenticated", "allow", "reader", "0", "0", "0", "-"],
     ]
