@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -436,23 +437,35 @@ def twine_upload(
     )
 
 
-def measure_uploads(
-    results: Results, handles: dict[str, Handle], folder: Path, args: argparse.Namespace
-) -> None:
-    upload_dir = folder / "uploads"
+def upload_rates(
+    handles: dict[str, Handle], names: Iterable[str], folder: Path, uploads: int, repeats: int
+) -> dict[str, float]:
+    """Each named server's median files/s over `repeats` twine uploads of `uploads` new
+    wheels, interleaved; in each repeat every server gets the same new files."""
     env = client_env(folder / "twine-home")
+    batches: list[list[Path]] = []
+    for repeat in range(repeats):
+        batch = folder / "uploads" / str(repeat)
+        batch.mkdir(parents=True)
+        batches.append(
+            [make_wheel(batch, Dist(f"up-{repeat}-{i:04d}", "1.0")) for i in range(uploads)]
+        )
+    turns = {name: itertools.count() for name in handles}
 
     def upload(handle: Handle) -> float:
-        batch = upload_dir / handle.name
-        batch.mkdir(parents=True)
-        files = [
-            make_wheel(batch, Dist(f"up-{handle.name}-{i:04d}", "1.0")) for i in range(args.uploads)
-        ]
+        files = batches[next(turns[handle.name])]
         seconds = twine_upload(handle.upload_url, servers.USER, servers.PASSWORD, files, env)
         return len(files) / seconds
 
+    runs = interleaved(names, handles, repeats, upload)
+    return {name: statistics.median(rates) for name, rates in runs.items()}
+
+
+def measure_uploads(
+    results: Results, handles: dict[str, Handle], folder: Path, args: argparse.Namespace
+) -> None:
     uploaders = [name for name, handle in handles.items() if handle.upload_url]
-    rates = {name: rate for name, [rate] in interleaved(uploaders, handles, 1, upload).items()}
+    rates = upload_rates(handles, uploaders, folder, args.uploads, 1)
     metric = f"twine upload of {args.uploads} files"
     results.add(metric, "file/s", rates, True)
     results.check_against(f"{metric} vs pypiserver", rates, "pypiserver", UPLOADS_VS_PYPISERVER)
@@ -483,21 +496,40 @@ def download_speed(handle: Handle, path: str) -> tuple[float, float]:
     return speed, sampler.peak - before
 
 
+def big_wheel_paths(handles: Mapping[str, Handle], big: str) -> dict[str, str]:
+    """The big wheel's path on each server (any minirepo checkout, the peers, the static)."""
+    paths = {}
+    for name, handle in handles.items():
+        if name.startswith("minirepo"):
+            paths[name] = f"/files/big-wheel/{big}"
+        elif name == "pypiserver":
+            paths[name] = f"/packages/{big}"
+        elif name == "devpi":
+            paths[name] = _devpi_file_path(handle, "big-wheel")
+        elif name in STATIC:
+            paths[name] = f"/files/{big}"
+    return paths
+
+
+def download_figures(
+    handles: dict[str, Handle], paths: dict[str, str], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each server's median MB/s over `repeats` interleaved downloads of its path, and its
+    RSS growth in the worst repeat: a bound, and only the first repeat sees memory that
+    stays."""
+    runs = interleaved(
+        paths, handles, repeats, lambda handle: download_speed(handle, paths[handle.name])
+    )
+    speeds = {name: statistics.median(speed for speed, _ in r) for name, r in runs.items()}
+    growth = {name: max(grown for _, grown in r) for name, r in runs.items()}
+    return speeds, growth
+
+
 def measure_download(
     results: Results, handles: dict[str, Handle], big: str, args: argparse.Namespace
 ) -> None:
-    paths = {
-        "minirepo": f"/files/big-wheel/{big}",
-        "pypiserver": f"/packages/{big}",
-        "devpi": _devpi_file_path(handles["devpi"], "big-wheel"),
-        **{name: f"/files/{big}" for name in STATIC},
-    }
-    runs = interleaved(
-        paths, handles, args.repeats, lambda handle: download_speed(handle, paths[handle.name])
-    )
-    speeds = {name: statistics.median(speed for speed, _ in r) for name, r in runs.items()}
-    # The worst repeat: a bound, and only the first repeat sees memory that stays.
-    growth = {name: max(grown for _, grown in r) for name, r in runs.items()}
+    paths = big_wheel_paths(handles, big)
+    speeds, growth = download_figures(handles, paths, args.repeats)
     metric = f"{args.big_mb} MB download"
     results.add(metric, "MB/s", speeds, True)
     results.add(f"{metric}, server RSS growth", "MB", growth, False)
@@ -626,7 +658,7 @@ def run_size(
                 handles[name] = starter()
         idle = {name: load.rss_mb(handle.pids) for name, handle in handles.items()}
         for handle in handles.values():
-            seconds = load.timed(lambda h=handle: load_corpus(h, everything, pypi_dir))
+            seconds = load.timed(functools.partial(load_corpus, handle, everything, pypi_dir))
             print(f"  loaded {len(everything)} files into {handle.name} in {seconds:.1f}s")
         if "minirepo" in handles:
             made = servers.populate_minirepo(handles["minirepo"], corpus.projects)
@@ -736,7 +768,7 @@ def _devpi_file_path(handle: Handle, project: str) -> str:
     import requests
 
     page = requests.get(handle.base + handle.project_path(project), timeout=30).text
-    href = re.search(r'href="([^"#]+)', page).group(1)  # type: ignore[union-attr]
+    href: str = re.search(r'href="([^"#]+)', page).group(1)  # type: ignore[union-attr]
     return urlparse(urljoin(handle.base + handle.project_path(project), href)).path
 
 
