@@ -215,30 +215,24 @@ class GuardedChannel(channel.HTTPChannel):  # type: ignore[misc]
         self._cap_waiting()
 
     @property
-    def closed(self) -> bool:
-        """Closed during this pass of the loop, which still asks it (from a copy of the map)."""
-        return self._fileno is None
-
-    @property
     def peer(self) -> str:
         return str(self.addr[0]) if isinstance(self.addr, tuple) else ""
 
     # --- the loop's questions, asked of every channel at least once a second
 
     def readable(self) -> bool:
-        """Also where deadlines are enforced and verdicts applied: waitress's loop asks
-        each channel this on its own thread at least every `LOOP_SECONDS`."""
+        """Also where a verdict from the judging thread is applied: waitress's loop asks
+        every channel this, on its own thread, each time round (so it must stay cheap)."""
         if self.verdict is not None:
             self._apply_verdict()
-        self._enforce_deadlines(time.monotonic())
-        if self.closed or self.will_close or self.judging is not None:
-            return False
+        if self._fileno is None or self.judging is not None:
+            return False  # closed by the sweep during this pass of the loop; or judged
         if self.drain_until is not None:
-            return True
+            return not self.will_close
         return bool(super().readable())
 
     def writable(self) -> bool:
-        if self.closed:
+        if self._fileno is None:
             return False
         if self.drain_until is not None and not self.will_close:
             return bool(self.total_outbufs_len)
@@ -266,7 +260,8 @@ class GuardedChannel(channel.HTTPChannel):  # type: ignore[misc]
             self.head_of, self.head_started = request, time.monotonic()
         return result
 
-    def _enforce_deadlines(self, now: float) -> None:
+    def enforce_deadlines(self, now: float) -> None:
+        """Run by the server's sweep (`_sweep_deadlines`) once every `LOOP_SECONDS`."""
         settings = self.guard.settings
         if self.head_of is not None and now - self.head_started > settings.header_timeout:
             log.debug("closing %s: request head not complete in time", self.peer)
@@ -424,11 +419,12 @@ class GuardedChannel(channel.HTTPChannel):  # type: ignore[misc]
             super()._flush_outbufs_below_high_watermark()
 
     def service(self) -> None:
-        with self.outbuf_lock:
-            if self.connected and self.total_outbufs_len > self.adj.outbuf_high_watermark:
-                self.deferred = True
-                self.server.pull_trigger()
-                return
+        if self.total_outbufs_len > self.adj.outbuf_high_watermark:  # rare: no lock before
+            with self.outbuf_lock:
+                if self.connected and self.total_outbufs_len > self.adj.outbuf_high_watermark:
+                    self.deferred = True
+                    self.server.pull_trigger()
+                    return
         super().service()
 
     def _resume_deferred(self) -> None:
@@ -523,4 +519,21 @@ def create_server(app: Any, settings: Settings, preflight: Preflight | None) -> 
     for listener in list(socket_map.values()):
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = channel_class
+            _sweep_deadlines(listener)
     return server
+
+
+def _sweep_deadlines(listener: BaseWSGIServer) -> None:
+    """waitress runs its server's `maintenance(now)` every `cleanup_interval` (closing idle
+    channels); after it, this checks every channel's deadlines. Done here rather than in
+    each channel's `readable()`, which the loop calls for every channel every time round."""
+    closes_idle = listener.maintenance
+
+    def maintenance(now: float) -> None:
+        closes_idle(now)
+        clock = time.monotonic()
+        for open_channel in list(listener.active_channels.values()):
+            if isinstance(open_channel, GuardedChannel):
+                open_channel.enforce_deadlines(clock)
+
+    listener.maintenance = maintenance
