@@ -64,6 +64,11 @@ def set_members(group: models.Repository, members: Sequence[str], upload_to: str
     if upload_to is not None and upload_to not in members:
         raise UserError(f"--upload-to must be one of the members ({', '.join(members)})")
     models.GroupMember.delete().where(models.GroupMember.group == group.id).execute()
+    # A name recorded for a member that leaves is decided afresh among those that stay.
+    kept = [rows_by_name[name].id for name in members]
+    models.ProjectOrigin.delete().where(
+        (models.ProjectOrigin.group == group.id) & models.ProjectOrigin.member.not_in(kept)
+    ).execute()
     for position, name in enumerate(members):
         models.GroupMember.create(group=group.id, member=rows_by_name[name].id, position=position)
     group.upload_to = rows_by_name[upload_to].id if upload_to is not None else None

@@ -223,3 +223,15 @@ def test_deleting_a_member_leaves_the_group_working(app: Flask, tmp_path: Path) 
     assert groups.member_names(repos.get("all").id) == ["main", "team"]
     assert repos.get("all").upload_to is None
     assert versions(client, "labtool") == ["1.0"]
+
+
+def test_a_member_that_leaves_takes_its_recorded_names_along(app: Flask, tmp_path: Path) -> None:
+    client = app.test_client()
+    dists = tmp_path / "d"
+    repos.create("lab", default_role="uploader")
+    repos.update("all", members=["main", "lab", "team"])
+    assert upload(client, dists, Dist("labtool", "1.0"), ALICE, "/lab/") == 200
+    assert versions(client, "labtool") == ["1.0"]  # recorded: lab
+    repos.update("all", members=["main", "team"])
+    assert client.get("/all/simple/labtool/").status_code == 404
+    assert groups.origins(repos.get("all")) == []
