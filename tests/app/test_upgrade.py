@@ -4,7 +4,8 @@ Each fixture under tests/fixtures/datafolders/ was made by a real server of that
 it is copied to a temp folder, opened as `minirepo serve` opens it, and checked: nothing
 lost, ownership and token scopes carried over, and the new rules in force. The folder of
 the current schema is opened without a migration and must be served as it was made
-(`test_schema2_*`); once a newer schema exists, those same checks run after its upgrade.
+(`test_schema2_*`, `test_schema3_*`); once a newer schema exists, those same checks run
+after its upgrade.
 A folder whose database was PostgreSQL holds the `pg_dump` of it (`dump.sql`), restored
 into a fresh database of the throwaway server (tests/helpers/postgres.py) before opening.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -34,7 +36,7 @@ from minirepo import migrations, models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.errors import UserError
-from minirepo.services import accounts, datafolder, integrity
+from minirepo.services import accounts, datafolder, groups, integrity, repos
 from minirepo.services.container import Services
 from tests.conftest import basic, token_auth
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
@@ -176,7 +178,13 @@ def test_a_newer_schema_is_refused(upgraded: Flask, old_folder: tuple[Settings, 
 # Every folder here, with the schema it was made at. A new schema adds its folder (one per
 # database backend); the tests below then open each older one with the new code, which
 # upgrades it.
-FOLDERS = {"0.1.0": 1, "0.2.0.dev0": 2, "0.2.0.dev0-postgres": 2}
+FOLDERS = {
+    "0.1.0": 1,
+    "0.2.0.dev0": 2,
+    "0.2.0.dev0-postgres": 2,
+    "0.3.0.dev0": 3,
+    "0.3.0.dev0-postgres": 3,
+}
 JSON_V1 = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
@@ -262,11 +270,34 @@ def test_each_folder_serves_every_file_it_held(
         services.folder.database.close()
 
 
-# What must still hold in the folder 0.2.0.dev0 made (schema 2; how: the fixtures'
-# README), on SQLite and, made by the same script, on PostgreSQL. The app opens it as
-# `serve` does, so once schema 3 exists these same checks run after its upgrade, unchanged.
+# What must still hold in the folders 0.2.0.dev0 (schema 2) and 0.3.0.dev0 (schema 3)
+# made (how: the fixtures' README), on SQLite and, made by the same scripts, on PostgreSQL.
+# The schema-3 script is the schema-2 one with groups added after it, so the `schema2`
+# checks run on all four folders (`SCHEMA3_ADDED_*`: what it added where a check lists
+# everything) and the `schema3` ones on its two. The app opens each folder as `serve`
+# does, so once a newer schema exists these same checks run after its upgrade, unchanged.
 
 SCHEMA2 = {"sqlite": "0.2.0.dev0", "postgresql": "0.2.0.dev0-postgres"}
+SCHEMA3 = {"sqlite": "0.3.0.dev0", "postgresql": "0.3.0.dev0-postgres"}
+
+# (group, project, member, since, actor) of each recorded origin
+OriginRow = tuple[str, str, str, datetime.datetime, str]
+
+
+def stored_origins(settings: Settings) -> list[OriginRow]:
+    """The groups' recorded origins, read from the folder as it was made (schema 3)."""
+    query = """
+        SELECT g.name, o.normalized, m.name, o.since, o.actor FROM projectorigin o
+        JOIN repository g ON o.group_id = g.id JOIN repository m ON o.member_id = m.id"""
+    return sorted(
+        (group, project, member, _as_datetime(since), actor)
+        for group, project, member, since, actor in stored_rows(settings, query)
+    )
+
+
+def _as_datetime(value: datetime.datetime | str) -> datetime.datetime:
+    """PostgreSQL gives a datetime; SQLite the text peewee stored."""
+    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value)
 
 
 @dataclasses.dataclass
@@ -274,6 +305,8 @@ class Served:
     client: FlaskClient
     secrets: dict[str, dict[str, str]]
     dists: Path
+    made_at: int  # the schema the folder was made at
+    origins: list[OriginRow]  # as made, read before the app opened the folder
 
     def password(self, user: str) -> dict[str, str]:
         return basic(user, self.secrets["passwords"][user])
@@ -289,24 +322,52 @@ class Served:
         assert response.status_code == 200, (url, response.data)
         return response.json
 
-    def upload(self, repo: str, dist: Dist, auth: dict[str, str], *, sdist: bool = False) -> int:
+    def versions(self, url: str, auth: dict[str, str] | None = None) -> list[str]:
+        response = self.get(url, auth, **JSON_V1)
+        assert response.status_code == 200, (url, response.data)
+        return list(response.json["versions"])  # type: ignore[index]
+
+    def post(
+        self, repo: str, dist: Dist, auth: dict[str, str], *, sdist: bool = False
+    ) -> TestResponse:
         self.dists.mkdir(exist_ok=True)
         path = (make_sdist if sdist else make_wheel)(self.dists, dist)
         form = upload_form(path)
-        response = self.client.post(
+        return self.client.post(
             f"/{repo}/", data=form, headers=auth, content_type="multipart/form-data"
         )
-        return response.status_code
+
+    def upload(self, repo: str, dist: Dist, auth: dict[str, str], *, sdist: bool = False) -> int:
+        return self.post(repo, dist, auth, sdist=sdist).status_code
 
 
-@pytest.fixture(params=list(SCHEMA2.values()), ids=list(SCHEMA2))
-def schema2(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    settings, secrets = open_fixture(request.param, tmp_path, request)
+def serve(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    settings, secrets = open_fixture(name, tmp_path, request)
+    made_at = FOLDERS[name]
+    origins = stored_origins(settings) if made_at >= 3 else []
     app = create_app(settings)  # as `serve` opens it
     services: Services = app.extensions["minirepo"]
     with services.folder.database.activated():
-        yield Served(app.test_client(), secrets, tmp_path / "new-dists")
+        yield Served(app.test_client(), secrets, tmp_path / "new-dists", made_at, origins)
     services.folder.database.close()
+
+
+@pytest.fixture(params=[*SCHEMA2.values(), *SCHEMA3.values()])
+def schema2(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """Each folder the schema-2 script made, or the schema-3 script that extends it."""
+    yield from serve(request.param, tmp_path, request)
+
+
+@pytest.fixture(params=list(SCHEMA2.values()), ids=list(SCHEMA2))
+def made_at_schema2(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """Each folder the schema-2 script made."""
+    yield from serve(request.param, tmp_path, request)
+
+
+@pytest.fixture(params=list(SCHEMA3.values()), ids=list(SCHEMA3))
+def schema3(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """Each folder the schema-3 script made."""
+    yield from serve(request.param, tmp_path, request)
 
 
 def test_schema2_passwords_work_or_fail_as_made(schema2: Served) -> None:
@@ -372,6 +433,14 @@ def test_schema2_tokens_work_or_fail_as_made(schema2: Served) -> None:
     assert expiring.expires is not None
 
 
+# The repositories the schema-3 script added: kind, read, overwrite, default role.
+SCHEMA3_ADDED_REPOS = {
+    "lab": ("hosted", "anonymous", "never", "uploader"),
+    "all": ("group", "anonymous", "never", "none"),
+    "internal": ("group", "authenticated", "never", "reader"),
+}
+
+
 def test_schema2_repositories_keep_their_settings_and_grants(schema2: Served) -> None:
     admin = schema2.token("admin")
     listed = {repo["name"]: repo for repo in schema2.api("repos", admin)["repositories"]}
@@ -384,6 +453,7 @@ def test_schema2_repositories_keep_their_settings_and_grants(schema2: Served) ->
         "team": ("hosted", "authenticated", "never", "none"),
         "scratch": ("hosted", "anonymous", "allow", "uploader"),
         "staging": ("hosted", "authenticated", "never", "reader"),
+        **(SCHEMA3_ADDED_REPOS if schema2.made_at >= 3 else {}),
     }
     assert (listed["team"]["description"], listed["scratch"]["description"]) == (
         "Team only",
@@ -401,6 +471,7 @@ def test_schema2_repositories_keep_their_settings_and_grants(schema2: Served) ->
         "team": {"alice": "owner", "bob": "uploader", "carol": "reader", "erin": "reader"},
         "scratch": {},
         "staging": {"alice": "uploader"},  # bob's grant there was revoked
+        **{name: {} for name in (SCHEMA3_ADDED_REPOS if schema2.made_at >= 3 else {})},
     }
 
 
@@ -516,9 +587,34 @@ SCHEMA2_FILES = {
 }
 
 
+# What the schema-3 script added where a schema-2 check lists everything: files, from
+# uploads to members and through `all`.
+SCHEMA3_ADDED_FILES = {
+    "main": {
+        "grouped": ["grouped-1.0-py3-none-any.whl", "grouped-1.1-py3-none-any.whl"],
+        "shared-tool": ["shared_tool-2.0-py3-none-any.whl"],
+        "internal-tool": ["internal_tool-9.0-py3-none-any.whl"],
+    },
+    "team": {
+        "internal-tool": ["internal_tool-1.0-py3-none-any.whl"],
+        "shared-tool": ["shared_tool-1.0-py3-none-any.whl"],
+    },
+    "lab": {"labtool": ["labtool-1.0-py3-none-any.whl"]},
+}
+
+
+def files_as_made(served: Served) -> dict[str, dict[str, list[str]]]:
+    """repository: {project: filenames} of the hosted repositories the folder's script made."""
+    added = SCHEMA3_ADDED_FILES if served.made_at >= 3 else {}
+    return {
+        repo: {**SCHEMA2_FILES.get(repo, {}), **added.get(repo, {})}
+        for repo in {**SCHEMA2_FILES, **added}
+    }
+
+
 def test_schema2_simple_pages_list_the_files(schema2: Served) -> None:
     admin = schema2.token("admin")
-    for repo, projects in SCHEMA2_FILES.items():
+    for repo, projects in files_as_made(schema2).items():
         root = schema2.get(f"/{repo}/simple/", admin, **JSON_V1).json
         assert sorted(project["name"] for project in root["projects"]) == sorted(projects)
         for name, filenames in projects.items():
@@ -620,7 +716,7 @@ def test_schema2_audit_log_is_kept(schema2: Served) -> None:
     assert {event["repository"] for event in team_only} == {"team"}
 
 
-def test_schema3_adds_no_proxy_or_group_to_an_existing_folder(schema2: Served) -> None:
+def test_schema3_adds_no_proxy_or_group_to_an_existing_folder(made_at_schema2: Served) -> None:
     """Upgraded folders keep their hosted repositories only (README, Upgrading): the new
     columns hold their defaults and the new tables are empty."""
     rows = models.Repository.select().order_by(models.Repository.name)
@@ -630,6 +726,161 @@ def test_schema3_adds_no_proxy_or_group_to_an_existing_folder(schema2: Served) -
     }
     for table in (models.GroupMember, models.ProjectOrigin, models.TrackedProject):
         assert table.select().count() == 0, table.__name__
+
+
+# What must still hold in the folder 0.3.0.dev0 made (schema 3; how: the fixtures' README):
+# group repositories of hosted members, their upload targets and recorded origins.
+
+# group: (members in the order they are asked, upload target, description)
+SCHEMA3_GROUPS = {
+    "all": (["main", "team"], "main", "One URL for all"),  # lab removed with `repo set`
+    "internal": (["team", "main"], None, ""),  # old, between them, deleted
+}
+# (group, project): (member, actor) as recorded; actor "": by first use
+SCHEMA3_ORIGINS = {
+    ("all", "alicepkg"): ("main", ""),
+    ("all", "grouped"): ("main", ""),  # uploaded through all
+    ("all", "internal-tool"): ("team", ""),  # main had it only later
+    ("all", "shared-tool"): ("team", "cli"),  # first main; then `minirepo origin set`
+    ("all", "teamlib"): ("team", ""),
+    ("internal", "bob-pkg"): ("main", ""),  # by a download through the group
+    ("internal", "shared-tool"): ("team", ""),
+}
+
+
+def test_schema3_groups_keep_their_members_and_upload_targets(schema3: Served) -> None:
+    made = {
+        item.info.name: (list(item.members), item.info.upload_to, item.description)
+        for item in repos.summaries()
+        if item.info.is_group
+    }
+    assert made == SCHEMA3_GROUPS
+    # A group lists its members' names, only those the caller may read; lab's are gone.
+    public = ["alicepkg", "Bob_Pkg", "davetool", "grouped", "internal-tool", "shared-tool"]
+    private = sorted([*public, "bobteam", "teamlib"], key=canonicalize_name)
+    names = {"": public, "alice": private}  # alice reads team too
+    for user, listed in names.items():
+        auth = schema3.password(user) if user else {}
+        root = schema3.get("/all/simple/", auth, **JSON_V1).json
+        assert [project["name"] for project in root["projects"]] == listed, user
+    assert schema3.get("/all/simple/labtool/").status_code == 404
+    assert schema3.versions("/lab/simple/labtool/") == ["1.0"]
+    # internal is private, any account reads it; team then main
+    assert schema3.get("/internal/simple/").status_code == 401
+    assert schema3.versions("/internal/simple/shared-tool/", schema3.password("erin")) == ["1.0"]
+
+
+def test_schema3_uploads_through_a_group_land_in_its_target(schema3: Served) -> None:
+    alice, bob = schema3.password("alice"), schema3.password("bob")
+    assert schema3.upload("all", Dist("grouped", "2.0"), alice) == 200
+    assert schema3.upload("all", Dist("grouped", "2.1"), bob) == 403  # alice's, in main
+    assert schema3.upload("all", Dist("bob-grouped", "1.0"), bob) == 200  # main's rules
+    assert schema3.versions("/main/simple/grouped/") == ["1.0", "1.1", "2.0"]
+    assert schema3.versions("/all/simple/grouped/") == ["1.0", "1.1", "2.0"]
+    assert schema3.versions("/main/simple/bob-grouped/") == ["1.0"]
+    for repo in ("team", "lab"):
+        page = schema3.get(f"/{repo}/simple/grouped/", schema3.token("admin"))
+        assert page.status_code == 404, repo
+    refused = schema3.post("internal", Dist("nowhere", "1.0"), alice)
+    assert (refused.status_code, refused.headers["Allow"]) == (405, "GET, HEAD")
+    assert schema3.get("/internal/simple/nowhere/", schema3.token("admin")).status_code == 404
+
+
+def test_schema3_origins_are_kept(schema3: Served) -> None:
+    made = {
+        (group, project): (member, actor) for group, project, member, _, actor in schema3.origins
+    }
+    assert made == SCHEMA3_ORIGINS
+    kept = sorted(
+        (group, origin.project, origin.member, origin.since, origin.actor)
+        for group in SCHEMA3_GROUPS
+        for origin in groups.origins(repos.get(group))
+    )
+    assert kept == schema3.origins  # who and since, to the microsecond
+    # The one set by `origin set` is the latest, recorded with its audit event.
+    since = {(group, project): when for group, project, _, when, _ in schema3.origins}
+    moved = since.pop(("all", "shared-tool"))
+    assert max(since.values()) < moved
+    events = schema3.api("audit?limit=1000", schema3.token("admin"))["events"]
+    (event,) = [event for event in events if event["action"] == "origin set"]
+    logged = datetime.datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs((logged - moved).total_seconds()) < 2
+    # A name never asked for through a group is recorded at its first use from now on.
+    assert schema3.versions("/all/simple/davetool/") == ["1.0"]
+    (new,) = groups.origins(repos.get("all"), "davetool")
+    assert (new.member, new.actor) == ("main", "")
+    assert new.since > moved
+
+
+def test_schema3_each_name_is_served_from_its_recorded_member(schema3: Served) -> None:
+    admin = schema3.token("admin")
+    for (group, project), (member, _) in SCHEMA3_ORIGINS.items():
+        url = f"/{group}/simple/{project}/"
+        through = schema3.get(url, admin, **JSON_V1).json["files"]
+        direct = schema3.get(f"/{member}/simple/{project}/", admin, **JSON_V1).json["files"]
+        assert [(f["filename"], f["hashes"]) for f in through] == [
+            (f["filename"], f["hashes"]) for f in direct
+        ], url
+        for entry in through:
+            with schema3.get(urljoin(url, entry["url"]), admin) as got:
+                assert got.status_code == 200, entry["url"]
+                assert hashlib.sha256(got.data).hexdigest() == entry["hashes"]["sha256"]
+    # Where both members have the name, the recorded one answers: not the first member,
+    # not the highest version.
+    alice = schema3.password("alice")
+    assert schema3.versions("/main/simple/shared-tool/") == ["2.0"]
+    assert schema3.versions("/all/simple/shared-tool/", alice) == ["1.0"]  # set to team
+    assert schema3.versions("/main/simple/internal-tool/") == ["9.0"]
+    assert schema3.versions("/all/simple/internal-tool/", alice) == ["1.0"]
+    # A caller who may not read the recorded member is refused there, never sent on.
+    accounts.add_user("frank", "frank-password-1", method=FAST_HASH)  # no grant anywhere
+    frank = basic("frank", "frank-password-1")
+    for project in ("shared-tool", "internal-tool", "teamlib"):
+        assert schema3.get(f"/all/simple/{project}/").status_code == 401, project
+        assert schema3.get(f"/all/simple/{project}/", frank).status_code == 404, project
+    download = "/all/files/internal-tool/internal_tool-9.0-py3-none-any.whl"
+    assert schema3.get(download, frank).status_code == 404
+
+
+def test_schema3_group_changes_are_audited(schema3: Served) -> None:
+    events = schema3.api("audit?limit=1000", schema3.token("admin"))["events"]
+    actions = ("repo create", "repo set", "repo delete", "origin set")
+    changes = [
+        (e["actor"], e["action"], e["repository"], e["project"], e["detail"])
+        for e in reversed(events)
+        if e["action"] in actions and e["repository"] in {"lab", "all", "old", "internal"}
+    ]
+    settings = "read=anonymous overwrite=never default-role=none"
+    assert changes == [
+        ("cli", "repo create", "lab", "", "read=anonymous overwrite=never default-role=uploader"),
+        ("cli", "repo create", "all", "", f"{settings} members=main,lab,team upload-to=main"),
+        ("cli", "repo create", "old", "", settings),
+        (
+            "cli",
+            "repo create",
+            "internal",
+            "",
+            "read=authenticated overwrite=never default-role=reader members=team,old,main "
+            "upload-to=-",
+        ),
+        ("cli", "origin set", "all", "shared-tool", "team"),
+        (
+            "cli",
+            "repo set",
+            "all",
+            "",
+            f"{settings} members=main,lab,team upload-to=main -> "
+            f"{settings} members=main,team upload-to=main",
+        ),
+        ("cli", "repo delete", "old", "", "0 file(s)"),
+    ]
+    uploads = {
+        (e["actor"], e["repository"], e["filename"]) for e in events if e["project"] == "grouped"
+    }
+    assert uploads == {  # through all, stored and audited in main
+        ("alice", "main", "grouped-1.0-py3-none-any.whl"),
+        ("alice", "main", "grouped-1.1-py3-none-any.whl"),
+    }
 
 
 # The PostgreSQL schema an upgrade leaves, as the catalog describes it: columns, their
@@ -644,10 +895,11 @@ PG_SCHEMA_QUERIES = (
 )
 
 
+@pytest.mark.parametrize("name", [SCHEMA2["postgresql"], SCHEMA3["postgresql"]])
 def test_an_upgraded_postgres_database_is_a_fresh_one(
-    postgres_server: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest
+    name: str, postgres_server: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    upgraded, _ = open_fixture(SCHEMA2["postgresql"], tmp_path / "old", request)
+    upgraded, _ = open_fixture(name, tmp_path / "old", request)
     with fresh_database(postgres_server) as url:
         fresh = Settings(data=tmp_path / "new", database=url, password_hash=FAST_HASH)
         for settings in (upgraded, fresh):
