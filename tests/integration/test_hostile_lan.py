@@ -86,7 +86,12 @@ def wait_until(check: Callable[[], bool], seconds: float) -> bool:
     return check()
 
 
-def health_seconds(server: Server, timeout: float = 5.0) -> float:
+# A blocked server never answers (the attacks held it for 50 s and more); a loaded CI
+# machine may take a second or two. Latency targets live in benchmarks/attack.
+ANSWERED = 3.0
+
+
+def health_seconds(server: Server, timeout: float = 8.0) -> float:
     started = time.monotonic()
     answer = requests.get(f"{server.url}/-/health", timeout=timeout)
     assert answer.status_code == 200
@@ -166,7 +171,7 @@ def test_slowloris_from_one_address_does_not_starve_others(serve: Serve) -> None
                     sock = connect_from(srv)
                     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
                     socks.append(sock)
-            assert health_seconds(srv, timeout=5) < 2
+            assert health_seconds(srv) < ANSWERED
         finally:
             for sock in socks:
                 sock.close()
@@ -182,7 +187,7 @@ def test_connections_in_their_head_are_capped_in_all(serve: Serve) -> None:
                 socks.append(sock)
                 time.sleep(0.01)  # each head has started before the next connects
             assert wait_until(lambda: sum(not is_closed(s) for s in socks) <= 11, 5)
-            assert health_seconds(srv) < 2
+            assert health_seconds(srv) < ANSWERED
         finally:
             for sock in socks:
                 sock.close()
@@ -215,7 +220,7 @@ def test_pipelining_readers_that_never_read_hold_no_worker(serve: Serve, tmp_pat
                 sock.sendall(get + get)
                 socks.append(sock)
             time.sleep(0.5)  # both workers have taken first requests by now
-            assert health_seconds(srv, timeout=5) < 1
+            assert health_seconds(srv) < ANSWERED
             # the stalled connections close once their output has not moved for
             # channel_timeout (3 s), pending requests or not
             assert wait_until(lambda: all(is_reset(s) for s in socks), 8)
@@ -389,5 +394,5 @@ def test_descriptors_past_1023_do_not_stop_the_server(tmp_path: Path) -> None:
     hold = "import os\n_held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]"
     with running_server(tmp_path, {}, preexec_fn=raise_descriptor_limit, prelude=hold) as srv:
         for _ in range(3):
-            assert health_seconds(srv) < 2
+            assert health_seconds(srv) < ANSWERED
         assert srv.proc.poll() is None
