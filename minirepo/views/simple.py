@@ -111,8 +111,9 @@ def normalize_or_404(project: str) -> str:
     return normalized
 
 
-def existing_project(repo: RepoInfo, project: str, kind: str) -> tuple[str, Page]:
-    """(normalized name, its page) after the read check; 404 for names not in `repo`.
+def existing_project(repo: RepoInfo, project: str, kind: str) -> tuple[str, Page, RepoInfo]:
+    """(normalized name, its page, the repository that answers for it: `readable_source`)
+    after the read checks; 404 for names not in `repo`.
 
     Every redirect to a project page goes through here, so none is sent for a name that
     does not exist and none is built from anything but the canonical name.
@@ -122,7 +123,7 @@ def existing_project(repo: RepoInfo, project: str, kind: str) -> tuple[str, Page
     page = index().project_page(source, normalized, kind)
     if page is None:
         raise NotFound(f"No project named {normalized!r} in {repo.name!r}")
-    return normalized, page
+    return normalized, page, source
 
 
 @bp.get("/simple/", defaults={"repo": None})
@@ -149,15 +150,15 @@ def root(repo: str | None) -> Response:
 def project_page(repo: str | None, project: str) -> Response:
     info = repository(repo)
     kind = negotiate(request.headers.get("Accept"))
-    normalized, page = existing_project(info, project, kind)
+    normalized, page, source = existing_project(info, project, kind)
     if normalized != project:
         return redirect(f"../{normalized}/")
-    return _page_response(page, kind, readable_source(info, normalized))
+    return _page_response(page, kind, source)
 
 
 @bp.get("/simple/<project>", defaults={"repo": None})
 @bp.get("/<repo>/simple/<project>")
 def project_without_slash(repo: str | None, project: str) -> Response:
     info = repository(repo)
-    normalized, _ = existing_project(info, project, negotiate(request.headers.get("Accept")))
+    normalized, _, _ = existing_project(info, project, negotiate(request.headers.get("Accept")))
     return redirect(f"{normalized}/")
