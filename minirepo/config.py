@@ -57,6 +57,12 @@ class Settings:
     # Behind nginx or Caddy: the proxy's address, whose X-Forwarded-* headers are believed.
     trusted_proxy: str = ""
     trusted_proxy_headers: str = "x-forwarded-for x-forwarded-proto x-forwarded-host"
+    # The proxies (README, "PyPI through minirepo"): the index the first start's
+    # `pypi-proxy` caches ("" : no proxy and no `all` group), how many files they fetch at
+    # once, and whether they may ask upstream at all (`serve --offline`).
+    upstream: str = "https://pypi.org/simple/"
+    fetch_workers: int = 4
+    offline: bool = False
     password_hash: str = "scrypt"  # noqa: S105 - a method name
     auth_cache_seconds: int = 60
     login_failure_limit: int = 10
@@ -201,6 +207,7 @@ POSITIVE = (
     "max_upload_size",
     "max_metadata_size",
     "threads",
+    "fetch_workers",
     "connection_limit",
     "channel_timeout",
     "header_timeout",

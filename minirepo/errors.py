@@ -110,6 +110,19 @@ class Busy(MinirepoError):
     headers = {"Retry-After": "1"}  # noqa: RUF012
 
 
+class BadGateway(MinirepoError):
+    """A proxy's upstream failed (refused, 5xx, lied about a hash) and nothing cached
+    could stand in: the reason names the upstream and what went wrong."""
+
+    status = 502
+
+
+class GatewayTimeout(BadGateway):
+    """A proxy's upstream did not answer in time."""
+
+    status = 504
+
+
 class UserError(MinirepoError):
     """A command-line mistake: the CLI prints it as one line and exits 1."""
 

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 # 1: minirepo 0.1.0, which stored no version. 2: repositories with kinds and roles,
 # grants, project owners and maintainers, token scope rows, tombstones, audit details.
 # 3: proxy and group repositories: upstreams, members, origins, tracked names.
-LATEST = 3
+# 4: the proxies' cache: upstream pages and metadata, fetch jobs, files' last use.
+LATEST = 4
 
 
 def version_of(database: Database) -> int | None:
@@ -189,7 +190,14 @@ def _to_v3(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
     handle.create_tables([models.GroupMember, models.ProjectOrigin, models.TrackedProject])
 
 
+def _to_v4(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
+    """The proxies' cache."""
+    migrate.migrate(migrator.add_column("file", "last_used", peewee.DateTimeField(null=True)))
+    handle.create_tables([models.CachedPage, models.CachedMetadata, models.FetchJob])
+
+
 STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None]], ...] = (
     (2, _to_v2),
     (3, _to_v3),
+    (4, _to_v4),
 )

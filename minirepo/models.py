@@ -77,6 +77,48 @@ class TrackedProject(BaseModel):
         indexes = ((("group", "normalized"), True),)
 
 
+class CachedPage(BaseModel):
+    """A proxy's copy of one upstream project page (`services.proxies`)."""
+
+    repository = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    normalized = peewee.CharField()
+    page_json = peewee.TextField(default="")  # `upstream_pages.to_json`; "" until a 200
+    etag = peewee.CharField(default="")  # the upstream's, for If-None-Match
+    gone = peewee.BooleanField(default=False)  # the upstream answered 404 or 410
+    fetched_at = peewee.DateTimeField(null=True)  # the last 200 or 304
+    error = peewee.TextField(default="")  # the last failure, kept until the next success
+    error_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("repository", "normalized"), True),)
+
+
+class CachedMetadata(BaseModel):
+    """A proxied file's PEP 658 metadata, fetched once and checked against its page:
+    resolvers read it before (or instead of) the file."""
+
+    repository = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    normalized = peewee.CharField()
+    filename = peewee.CharField()
+    content = peewee.BlobField()
+
+    class Meta:
+        indexes = ((("repository", "filename"), True),)
+
+
+class FetchJob(BaseModel):
+    """A file a proxy is fetching from upstream now: the one-fetch rule holds across
+    processes sharing the database, so it lives here, not in a thread lock."""
+
+    repository = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    filename = peewee.CharField()
+    owner = peewee.CharField()  # host:pid of the fetching process
+    started = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("repository", "filename"), True),)
+
+
 class User(BaseModel):
     name = peewee.CharField(unique=True)
     password_hash = peewee.CharField(default="")
@@ -150,6 +192,8 @@ class File(BaseModel):
     upload_time = peewee.DateTimeField(default=utcnow)
     uploader = peewee.ForeignKeyField(User, null=True, on_delete="SET NULL")
     storage_key = peewee.CharField()
+    # When a proxy last served it (written in batches, `services.cache`): the LRU order.
+    last_used = peewee.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("repository", "filename"), True),)
@@ -265,6 +309,9 @@ MODELS = (
     GroupMember,
     ProjectOrigin,
     TrackedProject,
+    CachedPage,
+    CachedMetadata,
+    FetchJob,
     User,
     Project,
     ProjectMaintainer,

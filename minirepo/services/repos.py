@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 READ_MODES = ("anonymous", "authenticated")
 OVERWRITE_MODES = ("never", "allow")
 DEFAULT_ROLES = ("none", "reader", "uploader")
-# hosted: stores uploads; group: serves its members' projects under one URL (issue 15).
-KINDS = ("hosted", "group")
+# hosted: stores uploads; proxy: caches an upstream index; group: serves its members'
+# projects under one URL.
+KINDS = ("hosted", "proxy", "group")
 # The default repository is made with PyPI's model: any account may create a project.
 DEFAULT_REPOSITORY_ROLE = "uploader"
 
@@ -46,6 +47,10 @@ class RepoInfo:
     @property
     def is_group(self) -> bool:
         return self.kind == "group"
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.kind == "proxy"
 
     @property
     def is_public(self) -> bool:

@@ -23,7 +23,7 @@ from minirepo import dists, models
 from minirepo.config import Settings
 from minirepo.db import write_transaction
 from minirepo.errors import FileExists, FilenameBurned, Gone, InvalidUpload, TooLarge
-from minirepo.permissions import Principal, ProjectInfo
+from minirepo.permissions import ProjectInfo
 from minirepo.services import audit, projects
 from minirepo.services.repos import RepoInfo
 from minirepo.storage import BlobStore, blob_key, storage_error
@@ -102,6 +102,14 @@ class SpoolFile:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+@dataclasses.dataclass(frozen=True)
+class Uploader:
+    """Who a stored file is recorded for: an account, or (no id) a proxy's fetch."""
+
+    user_id: int | None
+    name: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +194,7 @@ class UploadService:
         self,
         repo: RepoInfo,
         checked: Checked,
-        principal: Principal,
+        uploader: Uploader,
         remote_addr: str,
         authorize: Authorize,
     ) -> int | None:
@@ -207,8 +215,8 @@ class UploadService:
                 if replaced is _SAME:
                     return None
                 if isinstance(replaced, models.File):
-                    _tombstone(repo, replaced, principal.name, "replaced")
-                self._insert_rows(repo, checked, principal, remote_addr, key, project)
+                    _tombstone(repo, replaced, uploader.name, "replaced")
+                self._insert_rows(repo, checked, uploader, remote_addr, key, project)
                 generation = _bump_generation(repo.id)
         except BaseException:
             if created_blob and not _is_referenced(key):
@@ -218,7 +226,7 @@ class UploadService:
             "stored %s in %s for %s (%d bytes)",
             checked.dist.filename,
             repo.name,
-            principal.name,
+            uploader.name,
             checked.content.size,
         )
         return generation
@@ -235,8 +243,8 @@ class UploadService:
             if not repo.allows_overwrite:
                 raise FileExists(f"File already exists: {filename} (with other contents)")
             return existing
-        if repo.allows_overwrite:
-            return None
+        if repo.allows_overwrite or repo.is_proxy:
+            return None  # a proxy's evicted file is fetched again under its name
         burned = models.UsedFilename.get_or_none(
             (models.UsedFilename.repository == repo.id) & (models.UsedFilename.filename == filename)
         )
@@ -251,7 +259,7 @@ class UploadService:
         self,
         repo: RepoInfo,
         checked: Checked,
-        principal: Principal,
+        uploader: Uploader,
         remote_addr: str,
         key: str,
         existing: ProjectInfo | None,
@@ -264,7 +272,7 @@ class UploadService:
                 repository=repo.id,
                 normalized=dist.normalized,
                 name=metadata.name,
-                owner=principal.user_id,
+                owner=uploader.user_id,
             ).execute()
         canonical = canonicalize_version(metadata.version)
         release = models.Release.get_or_none(
@@ -290,16 +298,17 @@ class UploadService:
             blake2b_256=content.digest("blake2_256_digest"),
             md5=content.digest("md5_digest"),
             metadata_sha256=metadata.sha256 if advertised else None,
-            uploader=principal.user_id,
+            uploader=uploader.user_id,
             storage_key=key,
         )
         if advertised:
             models.FileMetadata.create(file=stored, content=metadata.raw)
-        models.UsedFilename.insert(
-            repository=repo.id, filename=dist.filename
-        ).on_conflict_ignore().execute()
+        if not repo.is_proxy:
+            models.UsedFilename.insert(
+                repository=repo.id, filename=dist.filename
+            ).on_conflict_ignore().execute()
         audit.record(
-            principal.name,
+            uploader.name,
             "upload",
             repository=repo.name,
             project=dist.normalized,

@@ -12,7 +12,7 @@ from werkzeug.exceptions import ClientDisconnected
 from minirepo import auth
 from minirepo.errors import InvalidUpload
 from minirepo.permissions import Action, ProjectInfo
-from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, UploadForm, check_form
+from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, UploadForm, Uploader, check_form
 from minirepo.views.common import index, repository, settings, uploads
 
 bp = Blueprint("upload", __name__)
@@ -57,7 +57,8 @@ def upload(repo: str | None) -> Response:
         if replacing and project is not None:
             auth.require_replace(info, project)
 
-    generation = uploads().publish(info, checked, principal, request.remote_addr or "", authorize)
+    uploader = Uploader(principal.user_id, principal.name)
+    generation = uploads().publish(info, checked, uploader, request.remote_addr or "", authorize)
     if generation is not None:
         index().note_generation(info, generation)
     return Response("OK\n", mimetype="text/plain")
