@@ -10,39 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import gzip
-import hashlib
-import html
-import json
 import logging
 import threading
 import time
 from typing import Any, BinaryIO, cast
-from urllib.parse import quote
-
-from packaging.version import InvalidVersion, Version
 
 from minirepo import models, names
 from minirepo.config import Settings
 from minirepo.db import rows
 from minirepo.errors import MethodNotAllowed, NotFound, RepositoryNotFound
-from minirepo.services import groups
+from minirepo.services import groups, pages
+from minirepo.services.pages import HTML, HTML_V1, JSON_V1, Page, make_page
 from minirepo.services.repos import RepoInfo, info_of
 from minirepo.storage import BlobStore
 
 log = logging.getLogger(__name__)
 
-HTML = "text/html"
-HTML_V1 = "application/vnd.pypi.simple.v1+html"
-JSON_V1 = "application/vnd.pypi.simple.v1+json"
-API_VERSION = "1.1"
-
-
-@dataclasses.dataclass(frozen=True)
-class Page:
-    body: bytes
-    gzipped: bytes
-    etag: str
+__all__ = ["HTML", "HTML_V1", "JSON_V1", "Index", "Page", "StoredFile"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,38 +37,6 @@ class StoredFile:
     size: int
     sha256: str
     upload_time: datetime.datetime
-
-
-@dataclasses.dataclass(frozen=True)
-class _FileRow:
-    filename: str
-    version: str
-    sha256: str
-    size: int
-    requires_python: str
-    metadata_sha256: str | None
-    yanked: bool
-    yanked_reason: str
-    upload_time: datetime.datetime
-
-
-def make_page(body: bytes) -> Page:
-    return Page(body, gzip.compress(body, compresslevel=6, mtime=0), _etag(body))
-
-
-def _etag(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()[:32]
-
-
-def upload_time_text(value: datetime.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _version_key(text: str) -> tuple[int, Version | str]:
-    try:
-        return (1, Version(text))
-    except InvalidVersion:
-        return (0, text)
 
 
 class Index:
@@ -159,7 +111,7 @@ class Index:
         """A group's project list from the `members` the caller may read. Rendered per
         request: it changes with every member, and no installer asks for it."""
         projects = groups.project_names(group.id, members, only)
-        body = _root_json(projects) if kind == JSON_V1 else _root_html(projects)
+        body = pages.root_json(projects) if kind == JSON_V1 else pages.root_html(projects)
         return make_page(body)
 
     def cached_page(
@@ -201,7 +153,7 @@ class Index:
             query = query.where(models.Project.normalized.in_(sorted(only)))
         ordered = query.order_by(models.Project.normalized).tuples()
         projects = [(str(name), str(norm)) for name, norm in rows(ordered)]
-        body = _root_json(projects) if kind == JSON_V1 else _root_html(projects)
+        body = pages.root_json(projects) if kind == JSON_V1 else pages.root_html(projects)
         return self._store(repo, "", kind, make_page(body), only)
 
     def project_page(self, repo: RepoInfo, normalized: str, kind: str) -> Page | None:
@@ -220,12 +172,12 @@ class Index:
             return None
         files = self._file_rows(project.id)
         if kind == JSON_V1:
-            body = _project_json(project.name, normalized, files)
+            body = pages.project_json(project.name, normalized, files)
         else:
-            body = _project_html(project.name, normalized, files)
+            body = pages.project_html(project.name, normalized, files)
         return self._store(repo, normalized, kind, make_page(body))
 
-    def _file_rows(self, project_id: int) -> list[_FileRow]:
+    def _file_rows(self, project_id: int) -> list[pages.FileRow]:
         query = (
             models.File.select(
                 models.File.filename,
@@ -242,9 +194,22 @@ class Index:
             .where(models.Release.project == project_id)
             .tuples()
         )
-        files = [_FileRow(*row) for row in rows(query)]
-        files.sort(key=lambda row: (_version_key(row.version), row.filename))
-        return files
+        return pages.sorted_rows(
+            pages.FileRow(
+                filename,
+                version,
+                sha256,
+                size,
+                python,
+                metadata,
+                yanked,
+                reason,
+                pages.upload_time_text(uploaded),
+            )
+            for filename, version, sha256, size, python, metadata, yanked, reason, uploaded in rows(
+                query
+            )
+        )
 
     def stored_file(self, repo: RepoInfo, normalized: str, filename: str) -> StoredFile:
         row = (
@@ -287,74 +252,3 @@ class Index:
         if row is None:
             raise NotFound(f"No core metadata for {filename!r}")
         return bytes(row.content)
-
-
-def _file_url(normalized: str, filename: str) -> str:
-    return f"../../files/{normalized}/{quote(filename)}"
-
-
-def _head(title: str) -> str:
-    return (
-        "<!DOCTYPE html>\n<html>\n<head>\n"
-        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
-        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
-    )
-
-
-def _root_html(projects: list[tuple[str, str]]) -> bytes:
-    links = "".join(
-        f'<a href="{quote(normalized)}/">{html.escape(name)}</a>\n' for name, normalized in projects
-    )
-    return (_head("Simple index") + links + "</body>\n</html>\n").encode()
-
-
-def _root_json(projects: list[tuple[str, str]]) -> bytes:
-    document = {
-        "meta": {"api-version": API_VERSION},
-        "projects": [{"name": name} for name, _ in projects],
-    }
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _project_html(name: str, normalized: str, files: list[_FileRow]) -> bytes:
-    lines = [_head(f"Links for {name}")]
-    for row in files:
-        attributes = [f'href="{_file_url(normalized, row.filename)}#sha256={row.sha256}"']
-        if row.requires_python:
-            attributes.append(f'data-requires-python="{html.escape(row.requires_python)}"')
-        if row.metadata_sha256:
-            value = f"sha256={row.metadata_sha256}"
-            attributes.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
-        if row.yanked:
-            attributes.append(f'data-yanked="{html.escape(row.yanked_reason)}"')
-        lines.append(f"<a {' '.join(attributes)}>{html.escape(row.filename)}</a><br>\n")
-    lines.append("</body>\n</html>\n")
-    return "".join(lines).encode()
-
-
-def _project_json(name: str, normalized: str, files: list[_FileRow]) -> bytes:
-    entries = []
-    for row in files:
-        entry: dict[str, object] = {
-            "filename": row.filename,
-            "url": _file_url(normalized, row.filename),
-            "hashes": {"sha256": row.sha256},
-        }
-        if row.requires_python:
-            entry["requires-python"] = row.requires_python
-        metadata: object = {"sha256": row.metadata_sha256} if row.metadata_sha256 else False
-        entry["core-metadata"] = metadata
-        entry["dist-info-metadata"] = metadata
-        entry["yanked"] = (row.yanked_reason or True) if row.yanked else False
-        entry["size"] = row.size
-        entry["upload-time"] = upload_time_text(row.upload_time)
-        entries.append(entry)
-    versions = sorted({row.version for row in files}, key=_version_key)
-    document = {
-        "meta": {"api-version": API_VERSION},
-        "name": normalized,
-        "versions": versions,
-        "files": entries,
-    }
-    return json.dumps(document, separators=(",", ":")).encode()

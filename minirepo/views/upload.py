@@ -12,7 +12,7 @@ from werkzeug.exceptions import ClientDisconnected
 from minirepo import auth
 from minirepo.errors import InvalidUpload
 from minirepo.permissions import Action, ProjectInfo
-from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, UploadForm, Uploader, check_form
+from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, Uploader, UploadForm, check_form
 from minirepo.views.common import index, repository, settings, uploads
 
 bp = Blueprint("upload", __name__)
