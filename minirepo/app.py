@@ -18,7 +18,9 @@ from minirepo.forms import LimitedFormParser
 from minirepo.preflight import Preflight
 from minirepo.services.container import Services
 from minirepo.services.datafolder import DataFolder, open_for_serving
+from minirepo.services.fetches import Fetches
 from minirepo.services.index import Index
+from minirepo.services.proxies import Proxies
 from minirepo.services.upload import SpoolFile, UploadService
 
 log = logging.getLogger(__name__)
@@ -74,13 +76,19 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
     )
-    index = Index(settings, folder.store)
+    proxies = Proxies(settings, folder.store)
+    index = Index(settings, folder.store, proxies)
+    uploads = UploadService(folder.store, settings.max_metadata_size)
     authenticator = auth.Authenticator(settings, folder.secret)
     app.extensions["minirepo"] = Services(
         settings=settings,
         folder=folder,
         index=index,
-        uploads=UploadService(folder.store, settings.max_metadata_size),
+        uploads=uploads,
+        proxies=proxies,
+        fetches=Fetches(
+            folder.database, folder.store, uploads, settings, after_publish=proxies.after_fetch
+        ),
     )
     crosssite.init_app(app, settings.public_url)
     auth.init_app(app, authenticator)

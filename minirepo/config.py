@@ -275,8 +275,10 @@ def _validate(settings: Settings) -> Settings:
     if not settings.host.strip():
         raise UserError("Setting 'host' must not be empty (use 0.0.0.0 for every interface)")
     _check_database_url(settings.database)
-    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
-        raise UserError("Setting 'public_url' must start with http:// or https://")
+    for name in ("public_url", "upstream"):
+        value = getattr(settings, name)
+        if value and not value.startswith(("http://", "https://")):
+            raise UserError(f"Setting {name!r} must start with http:// or https://")
     repo = settings.default_repository
     if not names.is_repository_name(repo):
         raise UserError(f"Setting 'default_repository' is not a usable repository name: {repo!r}")

@@ -22,6 +22,7 @@ from minirepo.auth import PATH_TOKEN_KEY, Authenticator
 from minirepo.errors import ALWAYS_HEADERS, MinirepoError
 from minirepo.permissions import Action, listing_filter, may
 from minirepo.services.index import Index
+from minirepo.services.repos import served_through
 from minirepo.views.simple import negotiate, page_answer
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,16 @@ class FastPages:
             return None
         if not may(principal, Action.READ, repo, project):
             return None
+        if repo.is_group:
+            # Only a member already known to answer, under the same read rule as Flask's
+            # `readable_source`: readable itself, as private as the group.
+            try:
+                member = self.index.cached_member(repo, project) if project else None
+            except (MinirepoError, peewee.PeeweeException):
+                return None
+            if member is None or not may(principal, Action.READ, member, project):
+                return None
+            repo = served_through(repo, member)
         kind = negotiate(environ.get("HTTP_ACCEPT"))
         only = listing_filter(principal, project)
         page = self.index.cached_page(repo, project or "", kind, only)

@@ -56,17 +56,18 @@ def check(database: Database) -> None:
     _refuse_newer(database, version)
 
 
-def prepare(database: Database, backups: Path) -> None:
-    """For `serve`: create a fresh schema, or upgrade an old one after a backup copy."""
+def prepare(database: Database, backups: Path) -> bool:
+    """For `serve`: create a fresh schema, or upgrade an old one after a backup copy.
+    True when the schema was created now (a first start)."""
     version = version_of(database)
     if version is None:
         with database.activated(), database.write_transaction():
             database.handle.create_tables(models.MODELS, safe=True)
             models.SchemaVersion.create(version=LATEST)
-        return
+        return True
     _refuse_newer(database, version)
     if version == LATEST:
-        return
+        return False
     if database.is_sqlite:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         copy = database.copy_to(backups / f"minirepo-schema{version}-{stamp}.sqlite3")
@@ -79,13 +80,14 @@ def prepare(database: Database, backups: Path) -> None:
         )
     with database.activated(), database.schema_change():
         if version_of(database) != version:
-            return  # another process upgraded it meanwhile
+            return False  # another process upgraded it meanwhile
         migrator = migrate.SchemaMigrator.from_database(database.handle)
         for step_version, step in STEPS:
             if step_version > version:
                 step(database.handle, migrator)
         models.SchemaVersion.delete().execute()
         models.SchemaVersion.create(version=LATEST)
+    return False
 
 
 def _refuse_newer(database: Database, version: int) -> None:

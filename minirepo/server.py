@@ -15,6 +15,7 @@ import click
 from minirepo import models, waitress_fixes
 from minirepo.app import create_app
 from minirepo.config import Settings
+from minirepo.services import repos
 from minirepo.services.datafolder import (
     ADMIN_NAME,
     ServeLock,
@@ -52,24 +53,36 @@ def index_is_public(settings: Settings) -> bool:
     return bool(row.read == "anonymous")
 
 
-def first_start_banner(settings: Settings, token: str, is_public: bool = True) -> str:
+def first_start_banner(
+    settings: Settings, token: str, is_public: bool = True, group: str | None = None
+) -> str:
     """The copy-paste lines printed once, with the real URL and the admin's token.
 
-    When reading needs credentials the install lines carry the token in the URL, so that
-    every printed line works as it is.
+    With the `group` of the first start, installs go through it (internal packages and
+    PyPI's from one URL) and uploads to the default repository. When reading needs
+    credentials the install lines carry the token in the URL, so that every printed line
+    works as it is.
     """
     base = settings.base_url
     parts = urllib.parse.urlsplit(base)
     host = parts.hostname or ""
-    index_url = f"{base}simple/"
+    simple = f"{group}/simple/" if group else "simple/"
+    upload_url = f"{base}{settings.default_repository}/" if group else base
+    index_url = f"{base}{simple}"
     if not is_public:
         index_url = urllib.parse.urlunsplit(
-            parts._replace(netloc=f"__token__:{token}@{parts.netloc}", path=f"{parts.path}simple/")
+            parts._replace(netloc=f"__token__:{token}@{parts.netloc}", path=f"{parts.path}{simple}")
         )
     trusted = f" --trusted-host {host}" if parts.scheme == "http" else ""
+    made = f"the repository {settings.default_repository!r}"
+    if group:
+        made = (
+            f"the repository {settings.default_repository!r} for uploads, the proxy "
+            f"{repos.PROXY_NAME!r} of {settings.upstream} and the group {group!r} of both "
+            "for installs,"
+        )
     lines = [
-        f"First start: created the repository {settings.default_repository!r} "
-        f"and the account {ADMIN_NAME!r}.",
+        f"First start: created {made} and the account {ADMIN_NAME!r}.",
         "The admin's API token (shown only now; keep it safe):",
         "",
         f"    {token}",
@@ -82,11 +95,11 @@ def first_start_banner(settings: Settings, token: str, is_public: bool = True) -
         f"    pip install --index-url {index_url}{trusted} PACKAGE",
         f"    uv pip install --index-url {index_url} PACKAGE",
         "Publish to it:",
-        f"    twine upload --repository-url {base} -u __token__ -p {token} dist/*",
-        f"    uv publish --publish-url {base} --token {token} dist/*",
+        f"    twine upload --repository-url {upload_url} -u __token__ -p {token} dist/*",
+        f"    uv publish --publish-url {upload_url} --token {token} dist/*",
         "Poetry:",
-        f"    poetry source add --priority=primary minirepo {base}simple/",
-        f"    poetry config repositories.minirepo {base}",
+        f"    poetry source add --priority=primary minirepo {base}{simple}",
+        f"    poetry config repositories.minirepo {upload_url}",
         f"    poetry config http-basic.minirepo __token__ {token}",
         f"Set a password for {ADMIN_NAME!r}:  minirepo user passwd {ADMIN_NAME}",
         "",
@@ -134,8 +147,9 @@ def _serve(settings: Settings) -> None:
     with folder.database.activated():
         admin_token = create_first_admin(settings)
         is_public = index_is_public(settings)
+        group = repos.first_start_group()
     if admin_token:
-        click.echo(first_start_banner(settings, admin_token, is_public))
+        click.echo(first_start_banner(settings, admin_token, is_public, group))
     click.echo(f"minirepo is serving {settings.base_url} (data in {settings.data})")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, _stop)

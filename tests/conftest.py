@@ -39,6 +39,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     services: Services = app.extensions["minirepo"]
     with services.folder.database.activated():
         yield app
+    services.fetches.close()
     services.folder.database.close()
 
 

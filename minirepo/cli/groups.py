@@ -10,7 +10,8 @@ from minirepo.services import groups, repos
 from minirepo.services.datafolder import DataFolder
 
 
-def _project(name: str) -> str:
+def project_name(name: str) -> str:
+    """The normalized name, or a usage error."""
     normalized = names.normalized_project(name)
     if normalized is None:
         raise click.UsageError(f"Not a project name: {name!r}")
@@ -40,7 +41,7 @@ def origin_show(folder: DataFolder, group: str, project: str | None) -> None:
     Example:  minirepo origin show all requests
     """
     row = repos.get(group)
-    found = groups.origins(row, _project(project) if project is not None else None)
+    found = groups.origins(row, project_name(project) if project is not None else None)
     click.echo("project\tmember\tsince\tby")
     for item in found:
         by = item.actor or "first use"
@@ -58,6 +59,6 @@ def origin_set(folder: DataFolder, group: str, project: str, member: str) -> Non
     \b
     Example:  minirepo origin set all lab-tool --member main
     """
-    normalized = _project(project)
+    normalized = project_name(project)
     groups.set_origin(repos.get(group), normalized, member, actor="cli")
     click.echo(f"{group} now serves {normalized} from {member}.")

@@ -16,9 +16,25 @@ from minirepo.services.datafolder import DataFolder
 @main.command()
 @click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 for the LAN).")
 @click.option("--port", type=int, help="Port to bind (default 8080).")
-@pass_settings("host", "port")
+@click.option(
+    "--no-upstream",
+    "upstream",
+    flag_value="",
+    default=None,
+    help='On first start, create no pypi-proxy and no all group (setting upstream = "").',
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    default=None,
+    help="Proxies ask no upstream: they serve what they have cached.",
+)
+@pass_settings("host", "port", "upstream", "offline")
 def serve(settings: Settings) -> None:
     """Run the index on waitress; creates or upgrades the data folder.
+
+    On first start it creates the repository main for uploads, the proxy pypi-proxy of
+    PyPI and the group all (main first, then pypi-proxy) for installs.
 
     \b
     Example:  minirepo serve --data ./minirepo-data --host 0.0.0.0 --port 8080

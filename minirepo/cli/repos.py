@@ -7,10 +7,12 @@ from typing import Any
 
 import click
 
-from minirepo import models
+from minirepo import models, units
 from minirepo.cli.base import confirm, main, pass_folder
+from minirepo.errors import UserError
 from minirepo.services import projects, repos
 from minirepo.services.datafolder import DataFolder
+from minirepo.services.proxy_options import ProxyOptions
 
 
 def _repo_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,6 +48,59 @@ def _repo_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+_DURATIONS = ("page_ttl", "stale_max", "connect_timeout", "read_timeout")
+_SIZES = ("cache_max", "min_free_disk")
+
+
+def _proxy_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A proxy's options, for `repo create --kind proxy` and `repo set`; durations and
+    sizes as `units` reads them (10m, 30d, 10GiB)."""
+    options = (
+        click.option("--upstream", help="The simple index a proxy caches."),
+        click.option("--page-ttl", help="How long a cached page counts as fresh (10m)."),
+        click.option("--stale-max", help="How long a stale page stands in for it (30d)."),
+        click.option("--cache-max", help="Evict least used files past this size (none)."),
+        click.option("--min-free-disk", help="Keep no fetched file below this free space (1GiB)."),
+        click.option("--connect-timeout", help="Seconds to connect to the upstream (5s)."),
+        click.option("--read-timeout", help="Seconds between the upstream's bytes (30s)."),
+        click.option(
+            "--offline/--online",
+            default=None,
+            help="Offline: ask the upstream nothing; serve only what is cached.",
+        ),
+        click.option("--upstream-user", help="A user name for the upstream."),
+        click.option(
+            "--upstream-password-env",
+            metavar="VAR",
+            help="The environment variable that holds its password (never stored).",
+        ),
+        click.option("--upstream-proxy", metavar="URL", help="An HTTP proxy to reach it."),
+        click.option("--ca-bundle", metavar="FILE", help="CA certificates to verify it."),
+    )
+    for option in options:
+        func = option(func)
+    return func
+
+
+def _parsed_proxy_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The proxy options given on the command line, parsed (None: not given)."""
+    parsed: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            parsed[name] = None
+            continue
+        try:
+            if name in _DURATIONS:
+                parsed[name] = units.parse_duration(value)
+            elif name in _SIZES:
+                parsed[name] = units.parse_size(value)
+            else:
+                parsed[name] = value
+        except ValueError as exc:
+            raise UserError(f"--{name.replace('_', '-')}: {exc}") from exc
+    return parsed
+
+
 @main.group()
 def repo() -> None:
     """Manage repositories.
@@ -66,9 +121,11 @@ def _names(value: str | None) -> list[str] | None:
     type=click.Choice(repos.KINDS),
     default="hosted",
     show_default=True,
-    help="hosted stores uploads; group serves its --members' projects under one URL.",
+    help="hosted stores uploads; proxy caches an --upstream index; group serves its "
+    "--members' projects under one URL.",
 )
 @_repo_options
+@_proxy_options
 @pass_folder
 def repo_create(
     folder: DataFolder,
@@ -80,6 +137,8 @@ def repo_create(
     description: str | None,
     members: str | None,
     upload_to: str | None,
+    upstream: str | None,
+    **proxy: Any,
 ) -> None:
     """Create a repository, served at /NAME/simple/ and uploaded to at /NAME/.
 
@@ -88,8 +147,13 @@ def repo_create(
 
     \b
     Examples:  minirepo repo create team --read authenticated
-               minirepo repo create all --kind group --members main,team --upload-to main
+               minirepo repo create pypi-proxy --kind proxy --upstream https://pypi.org/simple/
+               minirepo repo create all --kind group --members main,pypi-proxy --upload-to main
     """
+    parsed = _parsed_proxy_options(proxy)
+    options = None
+    if kind == "proxy" or any(value is not None for value in parsed.values()):
+        options = ProxyOptions().replaced(**parsed)
     repos.create(
         name,
         kind=kind,
@@ -99,6 +163,8 @@ def repo_create(
         description=description or "",
         members=_names(members) or (),
         upload_to=upload_to or None,
+        upstream=upstream or "",
+        options=options,
     )
     settings = folder.settings
     # The CLI knows the server's address only from a setting; else it says the paths.
@@ -112,6 +178,7 @@ def repo_create(
 @repo.command("set")
 @click.argument("name")
 @_repo_options
+@_proxy_options
 @pass_folder
 def repo_set(
     folder: DataFolder,
@@ -122,12 +189,15 @@ def repo_set(
     description: str | None,
     members: str | None,
     upload_to: str | None,
+    upstream: str | None,
+    **proxy: Any,
 ) -> None:
     """Change a repository's settings; those not given stay as they are.
 
     \b
     Examples:  minirepo repo set main --read authenticated
                minirepo repo set all --members main,team --upload-to ''
+               minirepo repo set pypi-proxy --offline
     """
     repos.update(
         name,
@@ -137,6 +207,8 @@ def repo_set(
         description=description,
         members=_names(members),
         upload_to=upload_to,
+        upstream=upstream,
+        options=_parsed_proxy_options(proxy),
     )
     models.wait_counter_in_force()
     click.echo(f"Updated repository {name}.")
@@ -156,6 +228,8 @@ def repo_list(folder: DataFolder) -> None:
         members = ",".join(item.members) + (
             f" (uploads: {info.upload_to})" if info.upload_to else ""
         )
+        if info.is_proxy:
+            members = f"upstream {info.upstream}"
         click.echo(
             f"{info.name}\t{info.kind}\t{info.read}\t{info.overwrite}\t{info.default_role}\t"
             f"{item.projects}\t{item.files}\t{item.bytes}\t{members or '-'}"

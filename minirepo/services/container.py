@@ -6,7 +6,9 @@ import dataclasses
 
 from minirepo.config import Settings
 from minirepo.services.datafolder import DataFolder
+from minirepo.services.fetches import Fetches
 from minirepo.services.index import Index
+from minirepo.services.proxies import Proxies
 from minirepo.services.upload import UploadService
 
 
@@ -16,3 +18,5 @@ class Services:
     folder: DataFolder
     index: Index
     uploads: UploadService
+    proxies: Proxies
+    fetches: Fetches

@@ -163,12 +163,14 @@ def open_for_serving(settings: Settings) -> DataFolder:
     database = open_database(
         settings.database, settings.database_path, settings.busy_timeout, create=True
     )
-    migrations.prepare(database, settings.data / "backups")
+    created = migrations.prepare(database, settings.data / "backups")
     secret = _load_secret(settings.data / "secret")
     with database.activated():
         repos.ensure_default(
             settings.default_repository, settings.read if settings.is_set("read") else None
         )
+        if created and settings.upstream:
+            repos.create_pypi_defaults(settings.default_repository, settings.upstream)
         removed = store.sweep_tmp()
         if removed:
             log.warning("removed %d unfinished upload(s) from %s", removed, store.tmp)

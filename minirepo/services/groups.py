@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import peewee
 
@@ -48,7 +48,7 @@ def members(group_id: int) -> list[tuple[int, str]]:
 
 def set_members(group: models.Repository, members: Sequence[str], upload_to: str | None) -> None:
     """Replace the members (inside the caller's write transaction). A member is a hosted
-    repository, never a group; uploads go to one of the members, or nowhere."""
+    or proxy repository, never a group; uploads go to a hosted member, or nowhere."""
     if len(set(members)) != len(members):
         raise UserError("--members names a repository twice")
     rows_by_name = {
@@ -60,9 +60,14 @@ def set_members(group: models.Repository, members: Sequence[str], upload_to: str
         if row is None:
             raise UserError(f"No repository named {name!r} (see minirepo repo list)")
         if row.id == group.id or row.kind == "group":
-            raise UserError(f"{name} is a group: a group's members are hosted repositories")
-    if upload_to is not None and upload_to not in members:
-        raise UserError(f"--upload-to must be one of the members ({', '.join(members)})")
+            raise UserError(
+                f"{name} is a group: a group's members are hosted and proxy repositories"
+            )
+    hosted = [name for name in members if rows_by_name[name].kind == "hosted"]
+    if upload_to is not None and upload_to not in hosted:
+        raise UserError(
+            f"--upload-to must be one of the hosted members ({', '.join(hosted) or 'none'})"
+        )
     models.GroupMember.delete().where(models.GroupMember.group == group.id).execute()
     # A name recorded for a member that leaves is decided afresh among those that stay.
     kept = [rows_by_name[name].id for name in members]
@@ -75,11 +80,15 @@ def set_members(group: models.Repository, members: Sequence[str], upload_to: str
     group.save()
 
 
-def winner(group_id: int, normalized: str) -> str | None:
-    """The member that answers `normalized`: its recorded origin, else the first member
-    that has the project (a `Project` row, kept when its files are deleted), recorded now.
-    None when no member has it. Nobody's rights are asked here: the caller checks them on
-    the member that wins, and a refusal there ends the walk (no falling through)."""
+def winner(
+    group_id: int, normalized: str, upstream_has: Callable[[str], bool] | None = None
+) -> str | None:
+    """The member that answers `normalized`: its recorded origin, else the first hosted
+    member, wherever it is listed, that has the project (a `Project` row, kept when its
+    files are deleted), else the first proxy member whose upstream has it
+    (`upstream_has(member name)`, which raises to stop the walk on an upstream error);
+    recorded now. None when no member has it. Nobody's rights are asked here: the caller
+    checks them on the member that wins, and a refusal there ends the walk."""
     recorded = (
         models.ProjectOrigin.select(models.Repository.name)
         .join(models.Repository, on=models.ProjectOrigin.member == models.Repository.id)
@@ -96,11 +105,24 @@ def winner(group_id: int, normalized: str) -> str | None:
         models.GroupMember.select(models.Repository.id, models.Repository.name)
         .join(models.Repository, on=models.GroupMember.member == models.Repository.id)
         .join(models.Project, on=models.Project.repository == models.Repository.id)
-        .where((models.GroupMember.group == group_id) & (models.Project.normalized == normalized))
+        .where(
+            (models.GroupMember.group == group_id)
+            & (models.Project.normalized == normalized)
+            & (models.Repository.kind == "hosted")
+        )
         .order_by(models.GroupMember.position)
         .tuples()
         .first()
     )
+    if found is None and upstream_has is not None:
+        found = next(
+            (
+                (member_id, name)
+                for member_id, name, kind in _members_with_kinds(group_id)
+                if kind == "proxy" and upstream_has(name)
+            ),
+            None,
+        )
     if found is None:
         return None
     member_id, name = found
@@ -112,24 +134,74 @@ def winner(group_id: int, normalized: str) -> str | None:
     return str(name)
 
 
-def project_names(
-    group_id: int, members: frozenset[int], only: frozenset[str] = frozenset()
-) -> list[tuple[str, str]]:
-    """(name, normalized) of every project the `members` hold, each name once, sorted."""
+def _members_with_kinds(group_id: int) -> list[tuple[int, str, str]]:
     query = (
-        models.Project.select(models.Project.name, models.Project.normalized)
-        .join(models.GroupMember, on=models.GroupMember.member == models.Project.repository)
-        .where(
-            (models.GroupMember.group == group_id) & models.GroupMember.member.in_(sorted(members))
+        models.GroupMember.select(
+            models.Repository.id, models.Repository.name, models.Repository.kind
         )
-        .order_by(models.Project.normalized, models.GroupMember.position)
+        .join(models.Repository, on=models.GroupMember.member == models.Repository.id)
+        .where(models.GroupMember.group == group_id)
+        .order_by(models.GroupMember.position)
+        .tuples()
+    )
+    return [(int(i), str(n), str(k)) for i, n, k in rows(query)]
+
+
+def project_names(
+    repositories: frozenset[int], only: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """(name, normalized) of every project the `repositories` hold, each name once,
+    sorted: hosted projects, and the names a proxy has cached (not those gone upstream)."""
+    members = sorted(repositories)
+    hosted = models.Project.select(models.Project.name, models.Project.normalized).where(
+        models.Project.repository.in_(members)
+    )
+    cached = models.CachedPage.select(
+        models.CachedPage.normalized, models.CachedPage.normalized
+    ).where(
+        models.CachedPage.repository.in_(members)
+        & (models.CachedPage.gone == False)  # noqa: E712 - SQL, not Python
+        & (models.CachedPage.page_json != "")
     )
     if only:
-        query = query.where(models.Project.normalized.in_(sorted(only)))
+        hosted = hosted.where(models.Project.normalized.in_(sorted(only)))
+        cached = cached.where(models.CachedPage.normalized.in_(sorted(only)))
     seen: dict[str, str] = {}
-    for name, normalized in rows(query.tuples()):
+    for name, normalized in rows(hosted.tuples()) + rows(cached.tuples()):
         seen.setdefault(str(normalized), str(name))
-    return [(name, normalized) for normalized, name in seen.items()]
+    return [(seen[normalized], normalized) for normalized in sorted(seen)]
+
+
+def origin_lock(hosted_id: int, hosted_name: str, normalized: str) -> str | None:
+    """Why an upload of `normalized` to a hosted repository is refused, or None: a group
+    it belongs to serves that name from a proxy. Storing it would do nothing for that
+    group's users, or (after an origin change) swap a public package for an internal
+    one under their feet; an admin decides that with `minirepo origin set`."""
+    member = models.Repository.alias()
+    group = models.Repository.alias()
+    locked = (
+        models.ProjectOrigin.select(group.name, member.name, models.ProjectOrigin.since)
+        .join(member, on=models.ProjectOrigin.member == member.id)
+        .switch(models.ProjectOrigin)
+        .join(group, on=models.ProjectOrigin.group == group.id)
+        .join(models.GroupMember, on=models.GroupMember.group == group.id)
+        .where(
+            (models.GroupMember.member == hosted_id)
+            & (models.ProjectOrigin.normalized == normalized)
+            & (member.kind == "proxy")
+        )
+        .order_by(group.name)
+        .tuples()
+        .first()
+    )
+    if locked is None:
+        return None
+    group_name, proxy, since = locked
+    return (
+        f"{normalized} is served from upstream {proxy!r} in group {group_name!r} since "
+        f"{since:%Y-%m-%d}; an admin can run: minirepo origin set {group_name} {normalized} "
+        f"--member {hosted_name}"
+    )
 
 
 def origins(group: models.Repository, project: str | None = None) -> list[Origin]:

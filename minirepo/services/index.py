@@ -21,6 +21,7 @@ from minirepo.db import rows
 from minirepo.errors import MethodNotAllowed, NotFound, RepositoryNotFound
 from minirepo.services import groups, pages
 from minirepo.services.pages import HTML, HTML_V1, JSON_V1, Page, make_page
+from minirepo.services.proxies import Proxies
 from minirepo.services.repos import RepoInfo, info_of
 from minirepo.storage import BlobStore
 
@@ -40,11 +41,15 @@ class StoredFile:
 
 
 class Index:
-    def __init__(self, settings: Settings, store: BlobStore) -> None:
+    def __init__(self, settings: Settings, store: BlobStore, proxies: Proxies) -> None:
         self.settings = settings
         self.store = store
+        self.proxies = proxies
         self._repos: dict[str, tuple[float, RepoInfo]] = {}
         self._pages: dict[tuple[int, str, str, frozenset[str]], tuple[int, Page]] = {}
+        # (group id, its generation, name) -> the member that answers: a recorded origin
+        # only changes with the group's generation (`origin set`, new members).
+        self._winners: dict[tuple[int, int, str], str] = {}
         self._lock = threading.Lock()
 
     def repo(self, name: str | None) -> RepoInfo:
@@ -91,11 +96,29 @@ class Index:
 
     def member(self, group: RepoInfo, normalized: str) -> RepoInfo | None:
         """The group member that answers for `normalized` (`groups.winner`), or None."""
-        name = groups.winner(group.id, normalized)
+        key = (group.id, group.generation, normalized)
+        name = self._winners.get(key)
+        if name is None:
+            name = groups.winner(
+                group.id, normalized, lambda proxy: self.proxies.has(self.repo(proxy), normalized)
+            )
+            if name is None:
+                return None
+            with self._lock:
+                if len(self._winners) > 50_000:
+                    self._winners.clear()
+                self._winners[key] = name
+        return self.repo(name)
+
+    def cached_member(self, group: RepoInfo, normalized: str) -> RepoInfo | None:
+        """The member already known to answer `normalized`, without a query (fast path)."""
+        name = self._winners.get((group.id, group.generation, normalized))
         return self.repo(name) if name is not None else None
 
     def upload_target(self, repo: RepoInfo) -> RepoInfo:
         """Where an upload to `repo`'s URL is stored: a group's `upload_to` member."""
+        if repo.is_proxy:
+            raise MethodNotAllowed("proxy repositories are read-only")
         if not repo.is_group:
             return repo
         if repo.upload_to is None:
@@ -110,7 +133,7 @@ class Index:
     ) -> Page:
         """A group's project list from the `members` the caller may read. Rendered per
         request: it changes with every member, and no installer asks for it."""
-        projects = groups.project_names(group.id, members, only)
+        projects = groups.project_names(members, only)
         body = pages.root_json(projects) if kind == JSON_V1 else pages.root_html(projects)
         return make_page(body)
 
@@ -122,6 +145,8 @@ class Index:
         `only`: a project-scoped caller's root page lists just those projects; it is
         cached under its own key like any other page.
         """
+        if repo.is_proxy and project:
+            return self.proxies.fresh_page(repo, project, kind)
         entry = self._pages.get((repo.id, project, kind, only))
         if entry is not None and entry[0] == repo.generation:
             return entry[1]
@@ -146,18 +171,15 @@ class Index:
         page = self.cached_page(repo, "", kind, only)
         if page is not None:
             return page
-        query = models.Project.select(models.Project.name, models.Project.normalized).where(
-            models.Project.repository == repo.id
-        )
-        if only:
-            query = query.where(models.Project.normalized.in_(sorted(only)))
-        ordered = query.order_by(models.Project.normalized).tuples()
-        projects = [(str(name), str(norm)) for name, norm in rows(ordered)]
+        projects = groups.project_names(frozenset([repo.id]), only)
         body = pages.root_json(projects) if kind == JSON_V1 else pages.root_html(projects)
+        if repo.is_proxy:
+            return make_page(body)  # its names change with fetches, not its generation
         return self._store(repo, "", kind, make_page(body), only)
 
     def project_page(self, repo: RepoInfo, normalized: str, kind: str) -> Page | None:
-        """None when the project does not exist in this repository."""
+        """None when the project does not exist in this repository (a proxy's pages:
+        `proxies.rendered_page`)."""
         page = self.cached_page(repo, normalized, kind)
         if page is not None:
             return page
@@ -210,6 +232,14 @@ class Index:
                 query
             )
         )
+
+    def holds(self, repo: RepoInfo, normalized: str, filename: str) -> bool:
+        """Whether the repository stores the file (a proxy: has fetched and kept it)."""
+        try:
+            self.stored_file(repo, normalized, filename)
+        except NotFound:
+            return False
+        return True
 
     def stored_file(self, repo: RepoInfo, normalized: str, filename: str) -> StoredFile:
         row = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import peewee
 
@@ -18,6 +19,7 @@ from minirepo.db import rows, write_transaction
 from minirepo.errors import UserError
 from minirepo.permissions import ROLES
 from minirepo.services import audit, groups
+from minirepo.services.proxy_options import ProxyOptions, check_url, options_of
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class RepoInfo:
     overwrite: str = "never"
     default_role: str = "none"
     upload_to: str | None = None  # a group's repository for uploads
+    upstream: str = ""  # a proxy's upstream simple index
+    proxy_options: str = "{}"  # a proxy's `ProxyOptions`, as stored (JSON)
 
     @property
     def is_group(self) -> bool:
@@ -59,6 +63,12 @@ class RepoInfo:
     @property
     def allows_overwrite(self) -> bool:
         return self.overwrite == "allow"
+
+
+def served_through(group: RepoInfo, member: RepoInfo) -> RepoInfo:
+    """The member as it answers at the group's URL: as private as the group or the
+    member, whichever is more (the caching headers say so)."""
+    return member if group.is_public else dataclasses.replace(member, read=group.read)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +98,8 @@ def info_of(row: models.Repository) -> RepoInfo:
         row.overwrite,
         row.default_role,
         target,
+        row.upstream,
+        row.proxy_options,
     )
 
 
@@ -119,9 +131,12 @@ def create(
     description: str = "",
     members: Sequence[str] = (),
     upload_to: str | None = None,
+    upstream: str = "",
+    options: ProxyOptions | None = None,
     actor: str = "cli",
 ) -> models.Repository:
-    """A hosted repository, or a group of `members` (uploads go to `upload_to`)."""
+    """A hosted repository, a proxy of `upstream`, or a group of `members` (uploads go
+    to `upload_to`)."""
     problem = names.repository_name_problem(name)
     if problem:
         raise UserError(problem)
@@ -131,6 +146,14 @@ def create(
         raise UserError("A group needs --members: the repositories it serves, in order")
     if kind != "group" and (members or upload_to):
         raise UserError("--members and --upload-to are for groups (--kind group)")
+    if kind == "proxy" and not upstream:
+        raise UserError("A proxy needs --upstream: the simple index it caches")
+    if kind != "proxy" and (upstream or options is not None):
+        raise UserError("--upstream and the cache options are for proxies (--kind proxy)")
+    if upstream:
+        upstream = check_url(upstream)
+    if options is not None:
+        options.check()
     try:
         with write_transaction():
             row = models.Repository.create(
@@ -140,6 +163,8 @@ def create(
                 overwrite=overwrite,
                 default_role=default_role,
                 description=" ".join(description.split()),
+                upstream=upstream,
+                proxy_options=(options or ProxyOptions()).to_json(),
             )
             if kind == "group":
                 groups.set_members(row, members, upload_to)
@@ -154,6 +179,8 @@ def _describe(row: models.Repository) -> str:
     if row.kind == "group":
         text += f" members={','.join(groups.member_names(row.id))}"
         text += f" upload-to={upload_target_name(row) or '-'}"
+    if row.kind == "proxy":
+        text += f" upstream={row.upstream} options={row.proxy_options}"
     return text
 
 
@@ -166,10 +193,13 @@ def update(
     description: str | None = None,
     members: Sequence[str] | None = None,
     upload_to: str | None = None,
+    upstream: str | None = None,
+    options: dict[str, Any] | None = None,
     actor: str = "cli",
 ) -> models.Repository:
     """Change what is given; the pages of the repository change at once (generation).
-    `upload_to` "" clears a group's upload target."""
+    `upload_to` "" clears a group's upload target; `options` holds the proxy options
+    to change (None values are left alone)."""
     _check_settings(read, overwrite, default_role)
     with write_transaction():
         row = get(name)
@@ -184,6 +214,15 @@ def update(
                 current if members is None else members,
                 target if upload_to is None else (upload_to or None),
             )
+        if upstream is not None or any(v is not None for v in (options or {}).values()):
+            if row.kind != "proxy":
+                raise UserError(
+                    f"{name} is not a proxy: --upstream and the cache options are for proxies"
+                )
+            if upstream is not None:
+                row.upstream = check_url(upstream)
+            current_options = options_of(row.proxy_options)
+            row.proxy_options = current_options.replaced(**(options or {})).to_json()
         for field, value in (
             ("read", read),
             ("overwrite", overwrite),
@@ -289,6 +328,34 @@ def ensure_default(name: str, read: str | None) -> None:
             row.read = read
             row.generation += 1
             row.save()
+
+
+PROXY_NAME = "pypi-proxy"
+GROUP_NAME = "all"
+
+
+def create_pypi_defaults(hosted: str, upstream: str) -> None:
+    """A first start's proxy of `upstream` and the group of `hosted` and it, which pip
+    and uv are given: internal names from `hosted`, the rest from the cache, a public
+    name never in place of an internal one. The group reads like `hosted`: who may read
+    it there may read the group."""
+    main = get(hosted)
+    create(PROXY_NAME, kind="proxy", upstream=upstream, options=ProxyOptions(), actor="serve")
+    create(
+        GROUP_NAME,
+        kind="group",
+        read=main.read,
+        default_role="reader" if main.default_role != "none" else "none",
+        members=(hosted, PROXY_NAME),
+        upload_to=hosted,
+        actor="serve",
+    )
+
+
+def first_start_group() -> str | None:
+    """The group a first start made, if it is there (the banner leads with it)."""
+    row = models.Repository.get_or_none(models.Repository.name == GROUP_NAME)
+    return GROUP_NAME if row is not None and row.kind == "group" else None
 
 
 def grant(user_name: str, repo_name: str, role: str, *, actor: str = "cli") -> None:

@@ -219,7 +219,7 @@ class UploadService:
                 self._insert_rows(repo, checked, uploader, remote_addr, key, project)
                 generation = _bump_generation(repo.id)
         except BaseException:
-            if created_blob and not _is_referenced(key):
+            if created_blob and not is_referenced(key):
                 self.store.delete(key)
             raise
         log.info(
@@ -334,7 +334,7 @@ def _tombstone(repo: RepoInfo, stored: models.File, actor: str, reason: str) -> 
     models.bury(stored, repo.name, project, reason, actor)
 
 
-def _is_referenced(key: str) -> bool:
+def is_referenced(key: str) -> bool:
     """Whether a row still names the blob (blobs are shared by key across repositories)."""
     return (
         models.File.select().where(models.File.storage_key == key).exists()

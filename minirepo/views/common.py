@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from flask import current_app
 
 from minirepo import auth
@@ -12,8 +10,10 @@ from minirepo.errors import NotFound, RepositoryNotFound, Unauthorized
 from minirepo.permissions import Action
 from minirepo.services import groups
 from minirepo.services.container import Services
+from minirepo.services.fetches import Fetches
 from minirepo.services.index import Index
-from minirepo.services.repos import RepoInfo
+from minirepo.services.proxies import Proxies
+from minirepo.services.repos import RepoInfo, served_through
 from minirepo.services.upload import UploadService
 
 
@@ -32,6 +32,14 @@ def index() -> Index:
 
 def uploads() -> UploadService:
     return services().uploads
+
+
+def proxies() -> Proxies:
+    return services().proxies
+
+
+def fetches() -> Fetches:
+    return services().fetches
 
 
 def repository(name: str | None) -> RepoInfo:
@@ -59,7 +67,7 @@ def readable_source(info: RepoInfo, normalized: str) -> RepoInfo:
     if member is None:
         raise NotFound(f"No project named {normalized!r} in {info.name!r}")
     auth.require(Action.READ, member, normalized)
-    return member if info.is_public else dataclasses.replace(member, read=info.read)
+    return served_through(info, member)
 
 
 def group_members(group: RepoInfo) -> list[RepoInfo]:

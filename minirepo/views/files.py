@@ -23,7 +23,7 @@ from werkzeug.wsgi import wrap_file
 from minirepo import errors, names
 from minirepo.errors import NotFound
 from minirepo.services.repos import RepoInfo
-from minirepo.views.common import index, readable_source, repository
+from minirepo.views.common import fetches, index, proxies, readable_source, repository, settings
 
 bp = Blueprint("files", __name__)
 
@@ -51,6 +51,10 @@ def download(repo: str | None, project: str, filename: str) -> Response:
     info = readable_source(repository(repo), project)
     if filename.endswith(".metadata"):
         return _metadata(info, project, filename.removesuffix(".metadata"))
+    if info.is_proxy:
+        fetched = _fetched(info, project, filename)
+        if fetched is not None:
+            return fetched
     handle, stored = index().open_file(info, project, filename)
     try:
         response = Response(
@@ -72,8 +76,33 @@ def download(repo: str | None, project: str, filename: str) -> Response:
         raise
 
 
+def _fetched(repo: RepoInfo, project: str, filename: str) -> Response | None:
+    """A proxy's file it does not hold yet, streamed while it is fetched (`fetches`);
+    None when it is held (or was published meanwhile): served like any stored file."""
+    if index().holds(repo, project, filename):
+        proxies().note_use(repo, filename)
+        return None
+    entry = proxies().file_entry(repo, project, filename)
+    if proxies().is_offline(repo):
+        raise NotFound(f"offline: {filename} is not cached in {repo.name}")
+    keep = bool(entry.sha256) and proxies().keeps_files(repo, settings().data)
+    download = fetches().download(repo, proxies().client(repo), entry, keep=keep)
+    if download is None:
+        return None
+    response = Response(download, mimetype="application/octet-stream", direct_passthrough=True)
+    if download.size is not None:
+        response.content_length = download.size
+    if entry.sha256:
+        response.set_etag(entry.sha256)
+    response.headers["Cache-Control"] = _cache_control(repo)
+    return response
+
+
 def _metadata(repo: RepoInfo, project: str, filename: str) -> Response:
-    content = index().core_metadata(repo, project, filename)
+    if repo.is_proxy and not index().holds(repo, project, filename):
+        content = proxies().core_metadata(repo, project, filename)
+    else:
+        content = index().core_metadata(repo, project, filename)
     response = Response(content, content_type="text/plain; charset=utf-8")
     response.set_etag(hashlib.sha256(content).hexdigest())
     response.headers["Cache-Control"] = _cache_control(repo)

@@ -6,11 +6,12 @@ from flask import Blueprint, Response, request
 from werkzeug.http import parse_accept_header, parse_etags
 
 from minirepo import auth, names
-from minirepo.errors import NotFound, redirect
+from minirepo.errors import NotFound, one_line, redirect
 from minirepo.permissions import Action, listing_filter, may
 from minirepo.services.index import HTML, HTML_V1, JSON_V1, Page
+from minirepo.services.proxies import Stale
 from minirepo.services.repos import RepoInfo
-from minirepo.views.common import group_members, index, readable_source, repository
+from minirepo.views.common import group_members, index, proxies, readable_source, repository
 
 bp = Blueprint("simple", __name__)
 
@@ -93,7 +94,7 @@ def page_answer(
     return 200, headers, body
 
 
-def _page_response(page: Page, kind: str, repo: RepoInfo) -> Response:
+def _page_response(page: Page, kind: str, repo: RepoInfo, stale: Stale | None = None) -> Response:
     status, headers, body = page_answer(
         page,
         kind,
@@ -101,7 +102,12 @@ def _page_response(page: Page, kind: str, repo: RepoInfo) -> Response:
         request.headers.get("Accept-Encoding"),
         request.headers.get("If-None-Match"),
     )
-    return Response(body or None, status=status, headers=headers)
+    response = Response(body or None, status=status, headers=headers)
+    if stale is not None:
+        # A stale proxy page: nobody may keep it, and the reason goes along.
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Minirepo-Upstream"] = one_line(stale.header())
+    return response
 
 
 def normalize_or_404(project: str) -> str:
@@ -111,19 +117,24 @@ def normalize_or_404(project: str) -> str:
     return normalized
 
 
-def existing_project(repo: RepoInfo, project: str, kind: str) -> tuple[str, Page, RepoInfo]:
-    """(normalized name, its page, the repository that answers for it: `readable_source`)
-    after the read checks; 404 for names not in `repo`.
+def existing_project(
+    repo: RepoInfo, project: str, kind: str
+) -> tuple[str, Page, RepoInfo, Stale | None]:
+    """(normalized name, its page, the repository that answers for it: `readable_source`,
+    why a proxy's page is stale) after the read checks; 404 for names not in `repo`.
 
     Every redirect to a project page goes through here, so none is sent for a name that
     does not exist and none is built from anything but the canonical name.
     """
     normalized = normalize_or_404(project)
     source = readable_source(repo, normalized)
-    page = index().project_page(source, normalized, kind)
-    if page is None:
+    if source.is_proxy:
+        page, stale = proxies().rendered_page(source, normalized, kind)
+        return normalized, page, source, stale
+    found = index().project_page(source, normalized, kind)
+    if found is None:
         raise NotFound(f"No project named {normalized!r} in {repo.name!r}")
-    return normalized, page, source
+    return normalized, found, source, None
 
 
 @bp.get("/simple/", defaults={"repo": None})
@@ -150,15 +161,15 @@ def root(repo: str | None) -> Response:
 def project_page(repo: str | None, project: str) -> Response:
     info = repository(repo)
     kind = negotiate(request.headers.get("Accept"))
-    normalized, page, source = existing_project(info, project, kind)
+    normalized, page, source, stale = existing_project(info, project, kind)
     if normalized != project:
         return redirect(f"../{normalized}/")
-    return _page_response(page, kind, source)
+    return _page_response(page, kind, source, stale)
 
 
 @bp.get("/simple/<project>", defaults={"repo": None})
 @bp.get("/<repo>/simple/<project>")
 def project_without_slash(repo: str | None, project: str) -> Response:
     info = repository(repo)
-    normalized, _, _ = existing_project(info, project, negotiate(request.headers.get("Accept")))
+    normalized, *_ = existing_project(info, project, negotiate(request.headers.get("Accept")))
     return redirect(f"{normalized}/")

@@ -10,8 +10,9 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import ClientDisconnected
 
 from minirepo import auth
-from minirepo.errors import InvalidUpload
+from minirepo.errors import Forbidden, InvalidUpload
 from minirepo.permissions import Action, ProjectInfo
+from minirepo.services import groups
 from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, Uploader, UploadForm, check_form
 from minirepo.views.common import index, repository, settings, uploads
 
@@ -54,6 +55,9 @@ def upload(repo: str | None) -> Response:
     def authorize(project: ProjectInfo | None, replacing: bool) -> None:
         auth.confirm_principal()  # a token revoked while the body streamed stores nothing
         auth.require(Action.UPLOAD, info, project or checked.dist.normalized)
+        locked = groups.origin_lock(info.id, info.name, checked.dist.normalized)
+        if locked is not None:
+            raise Forbidden(locked)
         if replacing and project is not None:
             auth.require_replace(info, project)
 

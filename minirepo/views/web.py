@@ -44,7 +44,7 @@ def repository_page(repo: str | None) -> Response:
         if repo is not None and kind != HTML:
             # `/<name>/` with no such repository: a project of the default one, if it exists.
             with contextlib.suppress(NotFound):
-                normalized, _, _ = existing_project(index().repo(None), repo, kind)
+                normalized, *_ = existing_project(index().repo(None), repo, kind)
                 return redirect(f"../simple/{normalized}/")
         info = repository(repo)  # the answer for a missing repository: 401 or 404
     auth.require(Action.READ, info)
@@ -74,7 +74,7 @@ def misplaced_index(repo: str, project: str) -> Response:
     kind = negotiate(request.headers.get("Accept"))
     if kind == HTML:
         raise NotFound("Not found")
-    normalized, _, _ = existing_project(repository(repo), project, kind)
+    normalized, *_ = existing_project(repository(repo), project, kind)
     return redirect(f"../simple/{normalized}/")
 
 

@@ -34,7 +34,11 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     group `all` = main, team with uploads to main."""
     url = "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     settings = Settings(
-        data=tmp_path / "data", password_hash=FAST_HASH, database=url, page_cache_seconds=0
+        data=tmp_path / "data",
+        password_hash=FAST_HASH,
+        database=url,
+        page_cache_seconds=0,
+        upstream="",  # hosted members only: test_proxies.py has the first start's group
     )
     flask_app = create_app(settings)
     services: Services = flask_app.extensions["minirepo"]
@@ -196,7 +200,7 @@ def test_a_private_group_keeps_member_pages_private(app: Flask, tmp_path: Path) 
         (["main", "main"], None, "twice"),
         (["nosuch"], None, "No repository named 'nosuch'"),
         (["all"], None, "is a group"),
-        (["main"], "team", "--upload-to must be one of the members"),
+        (["main"], "team", "--upload-to must be one of the hosted members"),
     ],
 )
 def test_bad_groups_are_refused(

@@ -148,9 +148,11 @@ def running_server(
     settings: dict[str, str] | None = None,
     preexec_fn: Callable[[], object] | None = None,
     prelude: str = "",
+    serve_args: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     """`prelude`: Python run in the server process before minirepo starts, for a test that
-    injects a fault (patching a function) without a hook in minirepo's own code."""
+    injects a fault (patching a function) without a hook in minirepo's own code.
+    `serve_args`: more `serve` flags (`--no-upstream`, `--offline`)."""
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = base_env(
@@ -166,6 +168,7 @@ def running_server(
         else ["-m", "minirepo"]
     )
     cmd = [sys.executable, *start, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += serve_args
     log_path = data / "serve.log"
     with log_path.open("ab") as log:  # a pipe nobody reads would block the server
         proc = subprocess.Popen(

@@ -7,6 +7,7 @@ in memory, so an upload of a few hundred KiB reaches minirepo's own write path.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import resource
 import signal
@@ -16,14 +17,20 @@ from pathlib import Path
 import requests
 
 from tests.helpers.distfactory import Dist, wheel_members
-from tests.helpers.serverproc import running_server
+from tests.helpers.serverproc import Server, running_server
 
 LIMIT = 448 * 1024
+# No first-start proxy and group: their rows would bring the database's WAL near LIMIT.
+NO_UPSTREAM = ("--no-upstream",)
 
 
 def limit_file_size() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
+
+
+def full_disk_server(tmp_path: Path) -> contextlib.AbstractContextManager[Server]:
+    return running_server(tmp_path / "srv", preexec_fn=limit_file_size, serve_args=NO_UPSTREAM)
 
 
 def incompressible_wheel(folder: Path, name: str, size: int) -> Path:
@@ -37,7 +44,7 @@ def incompressible_wheel(folder: Path, name: str, size: int) -> Path:
 
 
 def test_full_disk_mid_upload(tmp_path: Path) -> None:
-    with running_server(tmp_path / "srv", preexec_fn=limit_file_size) as srv:
+    with full_disk_server(tmp_path) as srv:
         big = incompressible_wheel(tmp_path, "too-big", 236 * 1024)
         assert LIMIT < big.stat().st_size < 512 * 1024
         response = srv.upload(big)
@@ -54,7 +61,7 @@ def test_full_disk_mid_upload(tmp_path: Path) -> None:
 
 def test_full_disk_while_waitress_spools_the_body(tmp_path: Path) -> None:
     """Bodies over 512 KiB are spooled by waitress first: its failure is a 507 too."""
-    with running_server(tmp_path / "srv", preexec_fn=limit_file_size) as srv:
+    with full_disk_server(tmp_path) as srv:
         big = incompressible_wheel(tmp_path, "spooled", 400 * 1024)
         assert big.stat().st_size > 512 * 1024
         response = srv.upload(big)

@@ -35,10 +35,13 @@ def test_first_start_prints_url_token_and_working_client_lines(tmp_path: Path) -
         tokens = set(TOKEN_RE.findall(log))
         assert len(tokens) == 1, log
         token = tokens.pop()
-        assert f"pip install --index-url {base}simple/ --trusted-host 127.0.0.1 PACKAGE" in log
-        assert f"uv pip install --index-url {base}simple/ PACKAGE" in log
-        assert f"twine upload --repository-url {base} -u __token__ -p {token} dist/*" in log
-        assert f"uv publish --publish-url {base} --token {token} dist/*" in log
+        assert "the proxy 'pypi-proxy' of https://pypi.org/simple/ and the group 'all'" in log
+        index = f"{base}all/simple/"
+        assert f"pip install --index-url {index} --trusted-host 127.0.0.1 PACKAGE" in log
+        assert f"uv pip install --index-url {index} PACKAGE" in log
+        uploads = f"{base}main/"
+        assert f"twine upload --repository-url {uploads} -u __token__ -p {token} dist/*" in log
+        assert f"uv publish --publish-url {uploads} --token {token} dist/*" in log
         assert f"poetry config http-basic.minirepo __token__ {token}" in log
 
         with urllib.request.urlopen(f"{server.url}/-/health", timeout=10) as response:  # noqa: S310
@@ -76,6 +79,16 @@ def test_first_start_prints_url_token_and_working_client_lines(tmp_path: Path) -
         page = f"{again.url}/simple/first-start-pkg/"
         with urllib.request.urlopen(page, timeout=10) as response:  # noqa: S310
             assert wheel.name in response.read().decode()
+
+
+def test_no_upstream_makes_no_proxy_and_no_group(tmp_path: Path) -> None:
+    with running_server(tmp_path / "server", serve_args=("--no-upstream",)) as server:
+        log = server.log.read_text()
+        base = server.url + "/"
+        assert f"pip install --index-url {base}simple/ --trusted-host 127.0.0.1 PACKAGE" in log
+        assert "pypi-proxy" not in log
+        listing = server.cli("repo", "list").stdout.splitlines()
+        assert [line.split("\t")[0] for line in listing[1:]] == ["main"]
 
 
 def test_start_with_bad_settings_is_one_line(tmp_path: Path) -> None:

@@ -55,7 +55,8 @@ class Cli:
 
     @property
     def settings(self) -> Settings:
-        return Settings(data=self.data, password_hash=FAST_HASH)
+        # No first-start proxy and group: these tests count and list repositories.
+        return Settings(data=self.data, password_hash=FAST_HASH, upstream="")
 
 
 def make_folder(settings: Settings) -> None:

@@ -29,6 +29,7 @@ from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services import accounts
 from minirepo.services.index import Index
+from minirepo.services.proxies import Proxies
 from minirepo.services.repos import RepoInfo
 from minirepo.storage import BlobStore
 from tests.conftest import ADMIN_PASSWORD, basic, post_upload, token_auth
@@ -643,7 +644,11 @@ def test_reader_racing_an_upload_keeps_the_new_generation(
 ) -> None:
     """A reader that read the repository row just before an upload committed (and noted
     its generation) must not put the older generation back into the cache."""
-    index = Index(dataclasses.replace(settings, page_cache_seconds=cache_seconds), app_store(app))
+    index = Index(
+        dataclasses.replace(settings, page_cache_seconds=cache_seconds),
+        app_store(app),
+        proxies(app),
+    )
     start = models.Repository.get(models.Repository.name == "main").generation
     read_row = models.Repository.get_or_none
 
@@ -661,7 +666,9 @@ def test_reader_racing_an_upload_keeps_the_new_generation(
 
 
 def test_notes_out_of_order_keep_the_highest_generation(app: Flask, settings: Settings) -> None:
-    index = Index(dataclasses.replace(settings, page_cache_seconds=60.0), app_store(app))
+    index = Index(
+        dataclasses.replace(settings, page_cache_seconds=60.0), app_store(app), proxies(app)
+    )
     info = index.repo(None)
     index.note_generation(info, info.generation + 2)
     index.note_generation(info, info.generation + 1)
@@ -956,3 +963,8 @@ def test_private_pages_are_not_publicly_cacheable(private: tuple[Flask, str, Pat
     app, token, _ = private
     response = app.test_client().get("/simple/demo-pkg/", headers=token_auth(token))
     assert "private" in response.headers["Cache-Control"]
+
+
+def proxies(app: Flask) -> Proxies:
+    found: Proxies = app.extensions["minirepo"].proxies
+    return found
