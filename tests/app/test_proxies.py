@@ -7,17 +7,20 @@ can fail, delay or lie. Each test runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 
 from minirepo import models
 from minirepo.app import create_app
+from minirepo.cli import main
 from minirepo.config import Settings
 from minirepo.errors import UserError
 from minirepo.services import accounts, groups, repos
@@ -372,3 +375,69 @@ def test_a_wheel_is_byte_exact(app: Flask, upstream: FakeUpstream, tmp_path: Pat
     got = download(client, "/pypi-proxy/files/exact/exact-1.0-py3-none-any.whl")
     assert got == content
     assert zipfile.ZipFile(io.BytesIO(got)).testzip() is None
+
+
+def run_cli(app: Flask, *args: str) -> Result:
+    """`minirepo ARGS` on the app's data folder (and database), as an operator runs it."""
+    settings: Settings = app.extensions["minirepo"].settings
+    env = {"MINIREPO_DATA": str(settings.data), "MINIREPO_DATABASE": settings.database}
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_cache_fetch_seeds_a_requirements_file_for_offline_days(
+    app: Flask, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    client = app.test_client()
+    publish_upstream(upstream, tmp_path / "a", Dist("requests", "1.0"))
+    publish_upstream(upstream, tmp_path / "b", Dist("requests", "2.0"))
+    wanted = publish_upstream(upstream, tmp_path / "c", Dist("idna", "3.0"))
+    assert upload(client, tmp_path, Dist("lab-tool", "1.0"))[0] == 200
+    requirements = tmp_path / "requirements.txt"
+    digest = hashlib.sha256(wanted).hexdigest()
+    requirements.write_text(
+        f"# pinned\nrequests==1.0\nidna==3.0 \\\n    --hash=sha256:{digest}\nlab-tool==1.0\n"
+    )
+    result = run_cli(app, "cache", "fetch", "all", "-r", str(requirements))
+    assert result.exit_code == 0, result.output
+    assert "Fetched 2 file(s); 1 already there; 0 failed." in result.output
+    repos.update("pypi-proxy", options={"offline": True})
+    asked = len(upstream.requests)
+    assert filenames(client, "/all/simple/requests/") == ["requests-1.0-py3-none-any.whl"]
+    assert download(client, "/all/files/idna/idna-3.0-py3-none-any.whl") == wanted
+    metadata = client.get("/all/files/idna/idna-3.0-py3-none-any.whl.metadata")
+    assert metadata.status_code == 200
+    assert len(upstream.requests) == asked
+
+
+def test_cache_fetch_reads_a_uv_lock(app: Flask, upstream: FakeUpstream, tmp_path: Path) -> None:
+    content = publish_upstream(upstream, tmp_path, Dist("requests", "2.0"))
+    publish_upstream(upstream, tmp_path / "other", Dist("requests", "3.0"))
+    lock = tmp_path / "uv.lock"
+    lock.write_text(
+        'version = 1\n\n[[package]]\nname = "demo"\nversion = "0.1"\n'
+        'source = { editable = "." }\n\n[[package]]\nname = "requests"\nversion = "2.0"\n'
+        f'source = {{ registry = "{upstream.url}" }}\n'
+        f'wheels = [{{ url = "{upstream.base}files/requests-2.0-py3-none-any.whl", '
+        f'hash = "sha256:{hashlib.sha256(content).hexdigest()}" }}]\n'
+    )
+    result = run_cli(app, "cache", "fetch", "pypi-proxy", "--lock", str(lock))
+    assert result.exit_code == 0, result.output
+    assert [row.filename for row in models.File.select()] == ["requests-2.0-py3-none-any.whl"]
+
+
+def test_cache_list_and_prune(app: Flask, upstream: FakeUpstream, tmp_path: Path) -> None:
+    client = app.test_client()
+    for number in range(2):
+        publish_upstream(upstream, tmp_path / str(number), Dist(f"pkg{number}", "1.0"))
+        download(client, f"/all/files/pkg{number}/pkg{number}-1.0-py3-none-any.whl")
+    listing = run_cli(app, "cache", "list", "pypi-proxy").output.splitlines()
+    assert [line.split("\t")[1] for line in listing[1:]] == [
+        "pkg0-1.0-py3-none-any.whl",
+        "pkg1-1.0-py3-none-any.whl",
+    ]
+    result = run_cli(app, "cache", "prune", "pypi-proxy", "--to", "0")
+    assert "Removed 2 file(s)" in result.output
+    assert not models.File.select().exists()
+    refused = run_cli(app, "cache", "prune", "main")
+    assert refused.exit_code == 1
+    assert "main is not a proxy" in refused.output
