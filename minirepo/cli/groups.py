@@ -6,6 +6,7 @@ import click
 
 from minirepo import names
 from minirepo.cli.base import main, pass_folder
+from minirepo.cli.repos import repo
 from minirepo.services import groups, repos
 from minirepo.services.datafolder import DataFolder
 
@@ -62,3 +63,30 @@ def origin_set(folder: DataFolder, group: str, project: str, member: str) -> Non
     normalized = project_name(project)
     groups.set_origin(repos.get(group), normalized, member, actor="cli")
     click.echo(f"{group} now serves {normalized} from {member}.")
+
+
+@repo.command("track")
+@click.argument("group")
+@click.argument("project", required=False)
+@click.option("--remove", is_flag=True, help="Stop merging PROJECT.")
+@pass_folder
+def repo_track(folder: DataFolder, group: str, project: str | None, remove: bool) -> None:
+    """Merge PROJECT across GROUP's members (audited); without PROJECT, list them.
+
+    A group serves each name from one member, so a public upload can never replace an
+    internal package. For a fork kept beside the public project, tracking lists both
+    members' files on one page, which says (PEP 708 `tracks`) that it follows the
+    upstream project.
+
+    \b
+    Example:  minirepo repo track all requests
+    """
+    row = repos.get(group)
+    if project is None:
+        for name in groups.tracked(row):
+            click.echo(name)
+        return
+    normalized = project_name(project)
+    groups.track(row, normalized, remove=remove, actor="cli")
+    state = "no longer merges" if remove else "now merges"
+    click.echo(f"{group} {state} {normalized} across its members.")

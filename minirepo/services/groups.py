@@ -204,6 +204,48 @@ def origin_lock(hosted_id: int, hosted_name: str, normalized: str) -> str | None
     )
 
 
+def is_tracked(group_id: int, normalized: str) -> bool:
+    return bool(
+        models.TrackedProject.select()
+        .where(
+            (models.TrackedProject.group == group_id)
+            & (models.TrackedProject.normalized == normalized)
+        )
+        .exists()
+    )
+
+
+def tracked(group: models.Repository) -> list[str]:
+    query = (
+        models.TrackedProject.select(models.TrackedProject.normalized)
+        .where(models.TrackedProject.group == group.id)
+        .order_by(models.TrackedProject.normalized)
+    )
+    return [str(name) for (name,) in rows(query.tuples())]
+
+
+def track(group: models.Repository, project: str, *, remove: bool = False, actor: str) -> None:
+    """Merge `project` across the group's members from now on, or stop (audited). For a
+    fork of a public package kept beside it: the page lists both, and says (PEP 708
+    `tracks`) that it follows the upstream project, so installers may merge them."""
+    if group.kind != "group":
+        raise UserError(f"{group.name} is not a group")
+    with write_transaction():
+        query = models.TrackedProject.delete().where(
+            (models.TrackedProject.group == group.id)
+            & (models.TrackedProject.normalized == project)
+        )
+        removed = query.execute()
+        if remove and not removed:
+            raise UserError(f"{group.name} does not track {project}")
+        if not remove:
+            models.TrackedProject.create(group=group.id, normalized=project)
+        group.generation += 1
+        group.save()
+        action = "repo untrack" if remove else "repo track"
+        audit.record(actor, action, repository=group.name, project=project)
+
+
 def origins(group: models.Repository, project: str | None = None) -> list[Origin]:
     query = (
         models.ProjectOrigin.select(

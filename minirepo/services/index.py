@@ -21,7 +21,7 @@ from minirepo.db import rows
 from minirepo.errors import MethodNotAllowed, NotFound, RepositoryNotFound
 from minirepo.services import groups, pages
 from minirepo.services.pages import HTML, HTML_V1, JSON_V1, Page, make_page
-from minirepo.services.proxies import Proxies
+from minirepo.services.proxies import Proxies, proxy_rows
 from minirepo.services.repos import RepoInfo, info_of
 from minirepo.storage import BlobStore
 
@@ -109,6 +109,60 @@ class Index:
                     self._winners.clear()
                 self._winners[key] = name
         return self.repo(name)
+
+    def is_tracked(self, group: RepoInfo, normalized: str) -> bool:
+        """Whether the group merges `normalized` across its members (`repo track`)."""
+        key = (group.id, group.generation, "tracked:" + normalized)
+        known = self._winners.get(key)
+        if known is None:
+            known = "yes" if groups.is_tracked(group.id, normalized) else ""
+            with self._lock:
+                self._winners[key] = known
+        return known == "yes"
+
+    def tracked_page(
+        self, members: list[RepoInfo], normalized: str, kind: str
+    ) -> tuple[Page, list[RepoInfo]]:
+        """A tracked name's page: the files of every member that has it, the first
+        member's on a duplicate filename, with PEP 708 `tracks` naming each upstream
+        project it follows. Also the members that contributed. Rendered per request."""
+        merged: dict[str, pages.FileRow] = {}
+        tracks: list[str] = []
+        contributed: list[RepoInfo] = []
+        name = normalized
+        for member in members:
+            if member.is_proxy:
+                try:
+                    found = self.proxies.page(member, normalized)
+                except NotFound:
+                    continue
+                rows_of_member = proxy_rows(found.files)
+                tracks.append(f"{member.upstream.rstrip('/')}/{normalized}/")
+                name = found.name
+            else:
+                project = (
+                    models.Project.select(models.Project.id, models.Project.name)
+                    .where(
+                        (models.Project.repository == member.id)
+                        & (models.Project.normalized == normalized)
+                    )
+                    .first()
+                )
+                if project is None:
+                    continue
+                rows_of_member = self._file_rows(project.id)
+                name = project.name
+            contributed.append(member)
+            for row in rows_of_member:
+                merged.setdefault(row.filename, row)
+        if not contributed:
+            raise NotFound(f"No project named {normalized!r}")
+        files = pages.sorted_rows(merged.values())
+        if kind == JSON_V1:
+            body = pages.project_json(name, normalized, files, tracks=tuple(tracks))
+        else:
+            body = pages.project_html(name, normalized, files, tracks=tuple(tracks))
+        return make_page(body), contributed
 
     def cached_member(self, group: RepoInfo, normalized: str) -> RepoInfo | None:
         """The member already known to answer `normalized`, without a query (fast path)."""

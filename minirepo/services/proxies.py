@@ -498,8 +498,12 @@ def _page_of(row: models.CachedPage) -> ProxyPage:
     return ProxyPage(parsed.name, parsed.files, parsed.tracks)
 
 
+def proxy_rows(files: tuple[UpstreamFile, ...]) -> list[pages.FileRow]:
+    return pages.sorted_rows(_row_of(entry) for entry in files)
+
+
 def _render(page: ProxyPage, normalized: str, kind: str) -> Page:
-    files = pages.sorted_rows(_row_of(entry) for entry in page.files)
+    files = proxy_rows(page.files)
     if kind == JSON_V1:
         return pages.make_page(pages.project_json(page.name, normalized, files, tracks=page.tracks))
     banner = page.stale.banner() if page.stale is not None else ""

@@ -48,7 +48,7 @@ def _canonical_project_or_404(project: str) -> str:
 @bp.get("/<repo>/files/<project>/<filename>")
 def download(repo: str | None, project: str, filename: str) -> Response:
     project = _canonical_project_or_404(project)
-    info = readable_source(repository(repo), project)
+    info = readable_source(repository(repo), project, filename.removesuffix(".metadata"))
     if filename.endswith(".metadata"):
         return _metadata(info, project, filename.removesuffix(".metadata"))
     if info.is_proxy:

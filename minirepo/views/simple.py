@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Blueprint, Response, request
 from werkzeug.http import parse_accept_header, parse_etags
 
@@ -11,7 +13,14 @@ from minirepo.permissions import Action, listing_filter, may
 from minirepo.services.index import HTML, HTML_V1, JSON_V1, Page
 from minirepo.services.proxies import Stale
 from minirepo.services.repos import RepoInfo
-from minirepo.views.common import group_members, index, proxies, readable_source, repository
+from minirepo.views.common import (
+    group_members,
+    index,
+    proxies,
+    readable_members,
+    readable_source,
+    repository,
+)
 
 bp = Blueprint("simple", __name__)
 
@@ -127,6 +136,14 @@ def existing_project(
     does not exist and none is built from anything but the canonical name.
     """
     normalized = normalize_or_404(project)
+    if repo.is_group and index().is_tracked(repo, normalized):
+        auth.require(Action.READ, repo, normalized)
+        members = readable_members(repo, normalized)
+        page, contributed = index().tracked_page(members, normalized, kind)
+        # As private as the most private member it lists.
+        private = next((member for member in contributed if not member.is_public), None)
+        source = repo if private is None else dataclasses.replace(repo, read=private.read)
+        return normalized, page, source, None
     source = readable_source(repo, normalized)
     if source.is_proxy:
         page, stale = proxies().rendered_page(source, normalized, kind)

@@ -441,3 +441,31 @@ def test_cache_list_and_prune(app: Flask, upstream: FakeUpstream, tmp_path: Path
     refused = run_cli(app, "cache", "prune", "main")
     assert refused.exit_code == 1
     assert "main is not a proxy" in refused.output
+
+
+def test_a_tracked_name_merges_its_members_with_pep_708_tracks(
+    app: Flask, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    client = app.test_client()
+    public = publish_upstream(upstream, tmp_path / "up", Dist("requests", "2.0"))
+    assert upload(client, tmp_path, Dist("requests", "2.0.post1"))[0] == 200
+    # Untracked: one member answers (main: hosted first).
+    assert filenames(client, "/all/simple/requests/") == ["requests-2.0.post1-py3-none-any.whl"]
+    result = run_cli(app, "repo", "track", "all", "Requests")
+    assert result.exit_code == 0, result.output
+    document = page(client, "/all/simple/requests/")
+    assert [entry["filename"] for entry in document["files"]] == [  # type: ignore[attr-defined,index]
+        "requests-2.0-py3-none-any.whl",
+        "requests-2.0.post1-py3-none-any.whl",
+    ]
+    assert document["meta"]["tracks"] == [f"{upstream.url}requests/"]  # type: ignore[index]
+    html = client.get("/all/simple/requests/").get_data(as_text=True)
+    assert f'<meta name="pypi:tracks" content="{upstream.url}requests/">' in html
+    assert download(client, "/all/files/requests/requests-2.0-py3-none-any.whl") == public
+    hosted = download(client, "/all/files/requests/requests-2.0.post1-py3-none-any.whl")
+    assert hosted[:2] == b"PK"
+    assert run_cli(app, "repo", "track", "all").output.split() == ["requests"]
+    events = [row.action for row in models.Event.select().where(models.Event.project == "requests")]
+    assert "repo track" in events
+    run_cli(app, "repo", "track", "all", "requests", "--remove")
+    assert filenames(client, "/all/simple/requests/") == ["requests-2.0.post1-py3-none-any.whl"]
