@@ -144,10 +144,15 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def start_minirepo(
-    folder: Path, threads: int, source: Path = CHECKOUT, name: str = "minirepo"
+    folder: Path,
+    threads: int,
+    source: Path = CHECKOUT,
+    name: str = "minirepo",
+    settings: dict[str, str] | None = None,
 ) -> Handle:
     """minirepo from `source` (this checkout, or another one such as a `git worktree` of
-    an older commit: it runs from there, with the same interpreter and packages)."""
+    an older commit: it runs from there, with the same interpreter and packages);
+    `settings`: more `MINIREPO_*` variables."""
     # Bytecode as `pip install` leaves it: this checkout may never have written any (for
     # one, under PYTHONDONTWRITEBYTECODE), and compiling at each start is not start-up.
     package = source / "minirepo"
@@ -161,6 +166,7 @@ def start_minirepo(
             "MINIREPO_THREADS": str(threads),
             "MINIREPO_LOG_LEVEL": "warning",
             "PYTHONPATH": str(source),
+            **(settings or {}),
         }
     )
     base = f"http://127.0.0.1:{port}"

@@ -33,6 +33,7 @@ import datetime
 import errno
 import hmac
 import logging
+import math
 import os
 import socket
 import threading
@@ -94,7 +95,9 @@ class FetchBusy(Busy):
     """Every tail slot (or every fetch worker) is taken, or another process is still
     fetching the file: retry in a moment."""
 
-    headers = {"Retry-After": RETRY_AFTER}  # noqa: RUF012 - class-level, never mutated
+    def __init__(self, reason: str, retry_after: int = int(RETRY_AFTER)) -> None:
+        super().__init__(reason)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class _Job:
@@ -122,6 +125,7 @@ class _Job:
         self.error = ""
         self.refusal: type[MinirepoError] = BadGateway  # what a request still waiting gets
         self.claimed = False  # this process holds the FetchJob row
+        self.started = time.monotonic()  # when the upstream's answer began
 
     @property
     def key(self) -> tuple[int, str]:
@@ -138,9 +142,18 @@ class _Job:
 
     def start(self, size: int | None) -> None:
         with self.cond:
+            self.started = time.monotonic()
             self.size = size
             self.state = STREAMING
             self.cond.notify_all()
+
+    def seconds_left(self) -> float:
+        """How long the rest of the file should take at the rate it has come so far."""
+        with self.cond:
+            if self.size is None or self.written <= 0:
+                return 1.0
+            elapsed = time.monotonic() - self.started
+            return (self.size - self.written) * elapsed / self.written
 
     def advance(self, written: int) -> None:
         """`written` bytes are on disk: the tails may read all but the last chunk of them."""
@@ -279,7 +292,7 @@ class Fetches:
         every tail slot is taken or another process's fetch did not end in time.
         `keep=False` (no sha256 on the page, or a nearly full disk): stream, don't store.
         """
-        self._take_slot()
+        self._take_slot((repo.id, file.filename))
         try:
             answer = self._download(repo, upstream, file, keep)
         except BaseException:
@@ -289,16 +302,21 @@ class Fetches:
             self._release_slot()
         return answer
 
-    def _take_slot(self) -> None:
+    def _take_slot(self, key: tuple[int, str]) -> None:
+        """A tail slot, or FetchBusy whose Retry-After is when the file's own fetch should
+        end (at least a second): the retry then finds it stored and served from disk
+        without a worker thread, instead of finding the slots still taken."""
         with self._lock:
-            if self._tails >= self.max_tails:
-                busy = True
-            else:
+            if self._tails < self.max_tails:
                 self._tails += 1
-                busy = False
-        if busy:
-            log.warning("all %d proxy download slots are taken: answering 503", self.max_tails)
-            raise FetchBusy("Server busy fetching files from upstream; retry shortly")
+                return
+            job = self._jobs.get(key)
+        wait = job.seconds_left() if job is not None else 1.0
+        log.warning("all %d proxy download slots are taken: answering 503", self.max_tails)
+        raise FetchBusy(
+            "Server busy fetching files from upstream; retry shortly",
+            retry_after=max(1, min(60, math.ceil(wait))),
+        )
 
     def _release_slot(self) -> None:
         with self._lock:

@@ -508,7 +508,8 @@ def test_the_tail_cap_answers_busy_with_retry_after(
             capped.download(proxy, upstream, entry(wheel), keep=True)
         assert isinstance(raised.value, FetchBusy)
         assert raised.value.status == 503
-        assert raised.value.headers["Retry-After"] == "2"
+        # When the file's own fetch should be done, at the rate it came so far: 1 to 60 s.
+        assert 1 <= int(raised.value.headers["Retry-After"]) <= 60
         first.close()  # the slot is free again; the job goes on
         assert capped.tails == 0
         upstream.release.set()
