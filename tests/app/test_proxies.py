@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -469,3 +470,37 @@ def test_a_tracked_name_merges_its_members_with_pep_708_tracks(
     assert "repo track" in events
     run_cli(app, "repo", "track", "all", "requests", "--remove")
     assert filenames(client, "/all/simple/requests/") == ["requests-2.0.post1-py3-none-any.whl"]
+
+
+def test_concurrent_revalidations_ask_once_and_the_waiters_take_the_stale_page(
+    app: Flask, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    publish_upstream(upstream, tmp_path, Dist("requests", "2.0"))
+    repos.update(
+        "pypi-proxy", options={"page_ttl": 0.0, "connect_timeout": 0.2, "read_timeout": 10.0}
+    )
+    client = app.test_client()
+    filenames(client, "/pypi-proxy/simple/requests/")
+    upstream.delay = 4.0  # the leader's revalidation takes longer than a waiter waits
+    before = upstream.count("/simple/requests/")
+    results: list[tuple[int, str]] = []
+
+    services: Services = app.extensions["minirepo"]
+
+    def ask() -> None:
+        try:
+            answer = app.test_client().get("/pypi-proxy/simple/requests/", headers=JSON)
+            results.append((answer.status_code, answer.headers.get("X-Minirepo-Upstream", "")))
+        finally:
+            services.folder.database.handle.close()  # this thread's connection
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 3
+    assert all(status == 200 for status, _ in results)
+    stale = [header for _, header in results if header.startswith("stale")]
+    assert len(stale) == 2  # the waiters, after connect_timeout + 2 s
+    assert upstream.count("/simple/requests/") - before == 1
