@@ -303,8 +303,10 @@ def test_a_private_main_is_never_looked_up_upstream_for_strangers(
     assert client.get("/all/simple/secret-tool/").status_code == 401
     accounts.add_user("bob", PASSWORD, method=FAST_HASH)
     assert client.get("/all/simple/secret-tool/", headers=basic("bob", PASSWORD)).status_code == 200
-    repos.update("main", default_role="none")
-    assert upstream.count("/simple/secret-tool/") == 0
+    repos.update("main", default_role="none")  # bob can read all, not main
+    refused = client.get("/all/simple/secret-tool/", headers=basic("bob", PASSWORD))
+    assert refused.status_code == 404
+    assert upstream.count("/simple/secret-tool/") == 0  # never asked on anyone's behalf
 
 
 def test_offline_serves_only_what_is_cached(
