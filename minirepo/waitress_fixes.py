@@ -56,9 +56,12 @@ log = logging.getLogger(__name__)
 
 # How long the rest of a refused body is read and thrown away before the connection closes.
 DRAIN_SECONDS = 10.0
-# Output a worker may leave queued on a connection before the next request waits (waitress's
-# default, 16 MiB, times eight slow readers is 128 MiB of RAM).
-OUTBUF_HIGH_WATERMARK = 1024**2
+# Output a worker may leave queued on a connection before it (or the next request) waits:
+# waitress's default, 16 MiB, times eight slow readers is 128 MiB of RAM. A streamed body
+# (a proxy's file while it is fetched) keeps what it queued in memory up to this, so six
+# of them at 1 MiB grew the server by 12-14 MiB; at 256 KiB, by 6 (tests/integration/
+# test_proxy_clients.py, twenty clients of one file).
+OUTBUF_HIGH_WATERMARK = 256 * 1024
 # How often waitress's loop wakes at the latest, and so how late a deadline may be noticed.
 LOOP_SECONDS = 1
 # Room for the multipart framing and the form fields around the largest allowed file.

@@ -231,7 +231,10 @@ class Proxies:
                 raise NotFound(f"offline: {normalized} is not cached in {repo.name}")
             return _page_of(row)
         if row is not None and _age(row.fetched_at) < options.page_ttl:
-            return self._remember(repo, row, time.monotonic() - _age(row.fetched_at))
+            if row.gone:  # confirmed gone upstream within the TTL: still gone
+                raise NotFound(f"No project named {normalized!r} in {repo.name!r}")
+            if row.page_json:
+                return self._remember(repo, row, time.monotonic() - _age(row.fetched_at))
         health = self._health_of(repo)
         if time.monotonic() < health.down_until:
             reason = f"upstream left alone for {DOWN_SECONDS:.0f} s after: {health.last_error}"

@@ -506,3 +506,29 @@ def test_concurrent_revalidations_ask_once_and_the_waiters_take_the_stale_page(
     stale = [header for _, header in results if header.startswith("stale")]
     assert len(stale) == 2  # the waiters, after connect_timeout + 2 s
     assert upstream.count("/simple/requests/") - before == 1
+
+
+def test_a_name_gone_upstream_stays_404_within_the_ttl(
+    app: Flask, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    client = app.test_client()
+    for _ in range(2):  # the second from the database row, not the upstream
+        assert client.get("/pypi-proxy/simple/nothing-here/").status_code == 404
+    publish_upstream(upstream, tmp_path, Dist("going", "1.0"))
+    repos.update("pypi-proxy", options={"page_ttl": 0.0})
+    filenames(client, "/pypi-proxy/simple/going/")
+    upstream.set_status("going", 404)
+    assert client.get("/pypi-proxy/simple/going/").status_code == 404
+    repos.update("pypi-proxy", options={"page_ttl": 3600.0})
+    # A restarted server knows only the database rows, young enough to be believed.
+    restarted = create_app(app.extensions["minirepo"].settings)
+    again: Services = restarted.extensions["minirepo"]
+    try:
+        for project in ("going", "nothing-here"):
+            for repo in ("pypi-proxy", "all"):
+                path = f"/{repo}/simple/{project}/"
+                assert restarted.test_client().get(path).status_code == 404, path
+    finally:
+        again.fetches.close()
+        again.proxies.close()
+        again.folder.database.close()
