@@ -169,15 +169,16 @@ class Proxies:
 
     def fresh_page(self, repo: RepoInfo, normalized: str, kind: str) -> Page | None:
         """The rendered page if it is younger than the TTL, else None; no I/O (the fast
-        path asks this on every request)."""
+        path asks this on every request, so it reads the options once)."""
         entry = self._fresh.get((repo.id, normalized))
         if entry is None or entry.page.stale is not None:
             return None
-        if time.monotonic() - entry.checked >= self.options(repo).page_ttl:
-            return None
-        if self.is_offline(repo):
+        options = options_of(repo.proxy_options)
+        if options.offline or self.settings.offline:
             return None  # offline pages list only what is cached: rendered per request
-        return self._rendered(entry, normalized, kind)
+        if time.monotonic() - entry.checked >= options.page_ttl:
+            return None
+        return entry.rendered.get(kind) or self._rendered(entry, normalized, kind)
 
     def rendered_page(
         self, repo: RepoInfo, normalized: str, kind: str
