@@ -58,12 +58,12 @@ def peers_venv() -> Path:
 
 
 def minirepo_venv() -> Path:
-    """A venv with minirepo's runtime dependencies only, as `pip install minirepo` on a Pi
-    leaves it: no test extra, so no psycopg, which peewee imports at start whenever it is
-    installed (+11 MB RSS and +0.18 s start measured; the postgres extra is opt-in)."""
+    """A venv with minirepo's runtime dependencies only, as `pip install minirepo-server` on
+    a Pi leaves it: no test extra, so no psycopg, which peewee imports at start whenever it
+    is installed (+11 MB RSS and +0.18 s start measured; the postgres extra is opt-in)."""
     runtime = sorted(
         requirement
-        for requirement in importlib.metadata.requires("minirepo") or []
+        for requirement in importlib.metadata.requires("minirepo-server") or []
         if "extra ==" not in requirement
     )
     return cached_venv("minirepo-venv", runtime)

@@ -10,7 +10,7 @@ import peewee
 from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.formparser import FormDataParser
 
-from minirepo import auth, crosssite, errors, views
+from minirepo import accesslog, auth, crosssite, errors, views
 from minirepo.config import Settings
 from minirepo.db import is_disk_full, is_locked
 from minirepo.fastpath import FastPages, PathTokens
@@ -92,6 +92,7 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     )
     crosssite.init_app(app, settings.public_url)
     auth.init_app(app, authenticator)
+    accesslog.init_app(app)
     errors.init_app(app)
     _init_busy_handler(app)
     app.teardown_request(_discard_spools)
@@ -101,7 +102,9 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
         app, authenticator, index, folder.database, settings.public_url
     )
     pages = FastPages(app.wsgi_app, index, authenticator)
-    app.wsgi_app = folder.database.wsgi(PathTokens(pages))  # type: ignore[method-assign,assignment]
+    # The access log outside the path-token layer: it sees the URL as sent, and redacts it.
+    logged = accesslog.AccessLog(PathTokens(pages))
+    app.wsgi_app = folder.database.wsgi(logged)  # type: ignore[method-assign,assignment]
     return app
 
 

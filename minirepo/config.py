@@ -28,6 +28,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 ENV_PREFIX = "MINIREPO_"
 READ_MODES = ("anonymous", "authenticated")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 # Addresses that mean "every interface": useless in a URL someone else must type.
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, never bound here
 # The same rule the URL map uses (DESIGN.md); repeated here because config is the floor.
@@ -70,6 +71,8 @@ class Settings:
     busy_timeout: float = 5.0
     page_cache_seconds: float = 0.25
     log_level: str = "info"
+    # "json": one JSON object per log line, for a log shipper (`accesslog.JsonFormatter`).
+    log_format: str = "text"
     # A database URL; empty means `database_path`. Kept out of repr: it may hold a password.
     database: str = dataclasses.field(default="", repr=False)
     # Whether admins may read and publish every package without being granted it.
@@ -77,9 +80,16 @@ class Settings:
     # Which settings some layer (file, environment, flag) set: those left at their
     # default must not overwrite what the database stores (a repository's `read`).
     explicit: frozenset[str] = dataclasses.field(default=frozenset(), repr=False)
+    # Where each of those came from ("file PATH", "env MINIREPO_X", "flag"), and the
+    # settings file read, if any: `minirepo config show` answers "why is it this value?".
+    sources: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False, compare=False)
+    config_file: Path | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def is_set(self, name: str) -> bool:
         return name in self.explicit
+
+    def source(self, name: str) -> str:
+        return dict(self.sources).get(name, "default")
 
     @property
     def database_path(self) -> Path:
@@ -104,7 +114,11 @@ class Settings:
         return f"http://{host}:{self.port}/"
 
 
-FIELDS = {field.name: field for field in dataclasses.fields(Settings) if field.name != "explicit"}
+# What `Settings` records about its layers; not settings themselves.
+_LAYER_FIELDS = ("explicit", "sources", "config_file")
+FIELDS = {
+    field.name: field for field in dataclasses.fields(Settings) if field.name not in _LAYER_FIELDS
+}
 
 # Settings whose values are sizes or durations (`minirepo.units`); a plain number is in
 # bytes or seconds, as it was before units were accepted.
@@ -127,6 +141,15 @@ FALSE_WORDS = ("false", "0", "no", "off")
 DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 # Variables that are not settings but are still ours; every other MINIREPO_* is a typo.
 ENV_EXTRA_NAMES = (ENV_PREFIX + "CONFIG",)
+# Where every command looks for its settings file when neither --config nor MINIREPO_CONFIG
+# names one, the first found winning: the current folder (a checkout, a trial run), then the
+# system's (the systemd unit's), so an admin's CLI command reads what the service reads.
+# Module constants: tests monkeypatch them, and no variable in a service's environment can
+# quietly point them elsewhere.
+LOCAL_CONFIG = Path("minirepo.toml")
+SYSTEM_CONFIG = Path("/etc/minirepo/minirepo.toml")
+# Set by systemd for every service it starts (systemd.exec(5)).
+SYSTEMD_VARIABLES = ("INVOCATION_ID", "JOURNAL_STREAM")
 TOML_TYPES = {
     bool: "a boolean",
     int: "an integer",
@@ -284,6 +307,8 @@ def _validate(settings: Settings) -> Settings:
         raise UserError(f"Setting 'default_repository' is not a usable repository name: {repo!r}")
     if settings.log_level.lower() not in LOG_LEVELS:
         raise UserError(f"Setting 'log_level' must be one of {', '.join(LOG_LEVELS)}")
+    if settings.log_format.lower() not in LOG_FORMATS:
+        raise UserError(f"Setting 'log_format' must be one of {', '.join(LOG_FORMATS)}")
     _check_hash_method(settings.password_hash)
     if settings.max_spool_bytes and settings.max_spool_bytes < settings.max_upload_size:
         raise UserError(
@@ -336,27 +361,76 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: environ[key] for key, name in names.items() if environ.get(key)}
 
 
+def _present(path: Path) -> bool:
+    """Whether a searched-for settings file is there.
+
+    One in a folder we may not look into counts when the folder is named (/etc/minirepo
+    kept from users outside the service's group), so the error names it instead of a
+    missing data folder; the current folder does not (`sudo -u minirepo` from a private home).
+    """
+    try:
+        return path.is_file()
+    except PermissionError:
+        return path.is_absolute()
+
+
+def find_config(
+    path: Path | None, environ: Mapping[str, str], search: Iterable[Path] = ()
+) -> Path | None:
+    """`path` (--config), else MINIREPO_CONFIG, else the first of `search` that exists.
+
+    A file named by the first two must exist (reading it fails otherwise): a mistyped path
+    must not fall back to defaults or to another file.
+    """
+    env_path = environ.get(ENV_PREFIX + "CONFIG")
+    if path is not None or env_path:
+        return path or Path(str(env_path))
+    return next((candidate for candidate in search if _present(candidate)), None)
+
+
 def load(
-    path: Path | None, environ: Mapping[str, str], flags: Mapping[str, Any] | None = None
+    path: Path | None,
+    environ: Mapping[str, str],
+    flags: Mapping[str, Any] | None = None,
+    search: Iterable[Path] = (),
 ) -> Settings:
     """Build the settings, later layers winning; `None` flags are ignored.
 
     TOML values must have the setting's type; environment values are text and flags text
-    or already typed, so those two are converted.
+    or already typed, so those two are converted. `search`: where to look for a settings
+    file none names (empty here, so that tests and benchmarks see only what they pass).
     """
     env_values = _read_environment(environ)
-    env_path = environ.get(ENV_PREFIX + "CONFIG")
-    config_path = path or (Path(env_path) if env_path else None)
+    config_path = find_config(path, environ, search)
     # Every layer's values are checked, even those a later layer overrides: a mistake is
     # reported where it was made, not when the override is removed.
     table = read_file(config_path) if config_path is not None else {}
     coerced = {name: _coerce(name, value, from_toml=True) for name, value in table.items()}
-    for layer in (env_values, flags or {}):
-        for name, value in layer.items():
-            if value is not None:
-                coerced[name] = _coerce(name, value, from_toml=False)
-    return _validate(Settings(**coerced, explicit=frozenset(coerced)))
+    sources = dict.fromkeys(coerced, f"file {config_path}")
+    for name, text in env_values.items():
+        coerced[name] = _coerce(name, text, from_toml=False)
+        sources[name] = f"env {ENV_PREFIX}{name.upper()}"
+    for name, value in (flags or {}).items():
+        if value is not None:
+            coerced[name] = _coerce(name, value, from_toml=False)
+            sources[name] = "flag"
+    settings = Settings(
+        **coerced,
+        explicit=frozenset(coerced),
+        sources=tuple(sorted(sources.items())),
+        config_file=config_path,
+    )
+    return _validate(settings)
 
 
 def from_environment(flags: Mapping[str, Any] | None = None, path: Path | None = None) -> Settings:
-    return load(path, os.environ, flags)
+    """The settings of a command: its flags, this process's environment, and the settings
+    file it names or the first of ./minirepo.toml and /etc/minirepo/minirepo.toml."""
+    return load(path, os.environ, flags, (LOCAL_CONFIG, SYSTEM_CONFIG))
+
+
+def started_by_systemd(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether systemd started this process: its output then goes to the journal, which
+    keeps it and shows it to more people than the admin (the `adm` group)."""
+    variables = os.environ if environ is None else environ
+    return any(variables.get(name) for name in SYSTEMD_VARIABLES)

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import signal
 import socket
 import sys
 import urllib.parse
+from pathlib import Path
 from types import FrameType
 
 import click
+from waitress.adjustments import Adjustments
 
-from minirepo import models, waitress_fixes
+from minirepo import accesslog, config, models, netaddrs, waitress_fixes
 from minirepo.app import create_app
-from minirepo.config import Settings
+from minirepo.config import WILDCARD_HOSTS, Settings
+from minirepo.errors import UserError
 from minirepo.services import repos
 from minirepo.services.datafolder import (
     ADMIN_NAME,
+    FIRST_TOKEN_FILE,
     ServeLock,
     create_first_admin,
     open_for_serving,
@@ -37,14 +42,67 @@ SOCKET_OPTIONS = [
 _M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 
+# Stands for the admin's token in the lines printed when it went to a file instead.
+TOKEN_PLACEHOLDER = "mr-…"  # noqa: S105 - not a token
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    formatter: logging.Formatter = (
+        accesslog.JsonFormatter()
+        if log_format.lower() == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # One warning per queued request would make a busy index spend its time logging.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # peewee logs every query at DEBUG with its parameters (token digests, password
+    # hashes): `log_level = "debug"` is for minirepo's own lines, never for those.
+    logging.getLogger("peewee").setLevel(logging.INFO)
+
+
+def _address(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{host}:{settings.port}"
+
+
+def listen_error(settings: Settings, exc: OSError) -> UserError:
+    if exc.errno == errno.EADDRINUSE:
+        return UserError(
+            f"Address {_address(settings)} is already in use: "
+            "stop the other server or pick another with --port"
+        )
+    return UserError(
+        f"Cannot listen on {_address(settings)}: {exc.strerror or exc} (check --host and --port)"
+    )
+
+
+def check_address(settings: Settings) -> None:
+    """Bind each address `serve` will listen on and let go: a busy port is reported before
+    anything is made in the data folder (or the folder itself).
+
+    waitress binds when its server is made, which needs the app and so the open folder;
+    handing it sockets bound here would mean giving up its host and port handling. So the
+    probe resolves the host as waitress does and sets its options: SO_REUSEADDR, so that a
+    port a stopped server left in TIME_WAIT counts as free, as it will for waitress. A
+    process taking the port in the moment between is reported the same way by `_serve`.
+    """
+    try:
+        wanted = Adjustments(host=settings.host, port=settings.port).listen
+    except ValueError as exc:
+        raise UserError(
+            f"Cannot listen on {_address(settings)}: no such address (check --host)"
+        ) from exc
+    for family, kind, proto, address in wanted:
+        with socket.socket(family, kind, proto) as probe:
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise listen_error(settings, exc) from exc
 
 
 def index_is_public(settings: Settings) -> bool:
@@ -53,17 +111,39 @@ def index_is_public(settings: Settings) -> bool:
     return bool(row.read == "anonymous")
 
 
+def served_urls(settings: Settings) -> list[str]:
+    """The URLs to print: `public_url` or the bind address; for a bind to every interface,
+    one per address of this machine that other machines can reach (waitress binds 0.0.0.0
+    to IPv4 only and :: to IPv6 only), or its host name when none is found."""
+    if settings.public_url or settings.host not in WILDCARD_HOSTS:
+        return [settings.base_url]
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    hosts = (
+        f"[{address}]" if ":" in address else address
+        for address in netaddrs.interface_addresses(family)
+    )
+    return [f"http://{host}:{settings.port}/" for host in hosts] or [settings.base_url]
+
+
 def first_start_banner(
-    settings: Settings, token: str, is_public: bool = True, group: str | None = None
+    settings: Settings,
+    token: str,
+    is_public: bool = True,
+    group: str | None = None,
+    token_file: Path | None = None,
 ) -> str:
     """The copy-paste lines printed once, with the real URL and the admin's token.
 
     With the `group` of the first start, installs go through it (internal packages and
     PyPI's from one URL) and uploads to the default repository. When reading needs
     credentials the install lines carry the token in the URL, so that every printed line
-    works as it is.
+    works as it is. With `token_file` (under systemd: the journal keeps what is printed)
+    the lines name the file and show a placeholder instead of the token.
     """
-    base = settings.base_url
+    urls = served_urls(settings)
+    base = urls[0]
+    if token_file is not None:
+        token = TOKEN_PLACEHOLDER
     parts = urllib.parse.urlsplit(base)
     host = parts.hostname or ""
     simple = f"{group}/simple/" if group else "simple/"
@@ -81,13 +161,18 @@ def first_start_banner(
             f"{repos.PROXY_NAME!r} of {settings.upstream} and the group {group!r} of both "
             "for installs,"
         )
-    lines = [
-        f"First start: created {made} and the account {ADMIN_NAME!r}.",
-        "The admin's API token (shown only now; keep it safe):",
-        "",
-        f"    {token}",
-        "",
-    ]
+    lines = [f"First start: created {made} and the account {ADMIN_NAME!r}."]
+    if token_file is None:
+        lines += ["The admin's API token (shown only now; keep it safe):", "", f"    {token}", ""]
+    else:
+        lines += [
+            f"The admin's API token is in {token_file}, readable by this service's user only:",
+            f"    sudo cat {token_file}",
+            f"Keep it safe, delete that file, and put it in place of {token} below.",
+            "",
+        ]
+    if len(urls) > 1:
+        lines.append(f"This machine's other addresses: {', '.join(urls[1:])}")
     if not is_public:
         lines.append("Reading needs credentials (read = authenticated); they are in the URLs.")
     lines += [
@@ -128,8 +213,9 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def run(settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     limit_malloc_arenas()
+    check_address(settings)  # before the lock, which makes the data folder
     lock = ServeLock(settings.data)
     lock.acquire()
     try:
@@ -141,16 +227,22 @@ def run(settings: Settings) -> None:
 def _serve(settings: Settings) -> None:
     folder = open_for_serving(settings)
     app = create_app(settings, folder)
-    server = waitress_fixes.create_server(app, settings, app.extensions["minirepo.preflight"])
+    try:
+        server = waitress_fixes.create_server(app, settings, app.extensions["minirepo.preflight"])
+    except OSError as exc:
+        raise listen_error(settings, exc) from exc
     # Not a create_server() keyword, but read from the shared adjustments at each accept.
     server.adj.socket_options = SOCKET_OPTIONS
+    # Under systemd the token goes to a file, not into the journal (readable by `adm`).
+    token_file = settings.data.resolve() / FIRST_TOKEN_FILE if config.started_by_systemd() else None
     with folder.database.activated():
-        admin_token = create_first_admin(settings)
+        admin_token = create_first_admin(settings, token_file)
         is_public = index_is_public(settings)
         group = repos.first_start_group()
     if admin_token:
-        click.echo(first_start_banner(settings, admin_token, is_public, group))
-    click.echo(f"minirepo is serving {settings.base_url} (data in {settings.data})")
+        click.echo(first_start_banner(settings, admin_token, is_public, group, token_file))
+    urls = " and ".join(served_urls(settings))
+    click.echo(f"minirepo is serving {urls} (data in {settings.data})")
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, _stop)
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from minirepo.errors import Busy, DamagedFile, MinirepoError, StorageError
+from minirepo.verified import VerifiedBlobs
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ class BlobStore(Protocol):
 
     def put(self, source: Path, key: str) -> bool:
         """Publish `source` under `key` without clobbering; False if it was already there."""
+
+    def replace(self, source: Path, key: str) -> None:
+        """Publish `source` (whose sha256 is the key's) in place of a damaged blob, atomically."""
 
     def open(self, key: str) -> BinaryIO:
         """The caller closes the handle."""
@@ -63,6 +67,9 @@ class BlobStore(Protocol):
 
     def sweep_tmp(self, older_than: float = 0.0) -> int:
         """Remove uploads left in flight by a crash; returns how many were removed."""
+
+    def flush(self) -> None:
+        """Write down now what would otherwise wait for a batch (verified hashes)."""
 
 
 def _matches(handle: BinaryIO, key: str) -> bool:
@@ -112,13 +119,14 @@ def out_of_descriptors(exc: OSError, what: str) -> Busy:
 
 
 class LocalBlobStore:
-    """Blobs below `<data>/files`, temp files in `<data>/tmp` on the same filesystem."""
+    """Blobs below `<data>/files`, temp files in `<data>/tmp` on the same filesystem;
+    `verified`: where the hashes already checked are remembered (`minirepo.verified`)."""
 
-    def __init__(self, root: Path, tmp: Path) -> None:
+    def __init__(self, root: Path, tmp: Path, verified: Path | None = None) -> None:
         self.root = root
+        self._root_text = str(root)
         self.tmp = tmp
-        # key -> (inode, size, mtime) of a blob whose sha256 was checked in this process.
-        self._verified: dict[str, tuple[int, int, int]] = {}
+        self._verified = VerifiedBlobs(verified)
 
     def ensure_dirs(self) -> None:
         for path in (self.root, self.tmp):
@@ -126,10 +134,14 @@ class LocalBlobStore:
 
     def local_path(self, key: str) -> Path:
         """Where `key` lives on disk (this store only)."""
+        return Path(self._local_text(key))
+
+    def _local_text(self, key: str) -> str:
+        """`local_path` as text: pathlib's own cost was most of a page render's stats."""
         parts = key.split("/")
         if len(parts) != 3 or any(part in ("", ".", "..") for part in parts):
             raise StorageError(f"Invalid storage key {key!r}")
-        return self.root.joinpath(*parts)
+        return os.path.join(self._root_text, *parts)
 
     def new_temp(self) -> tuple[int, Path]:
         """An exclusive temp file in `<data>/tmp`; the caller closes and removes it."""
@@ -163,6 +175,24 @@ class LocalBlobStore:
             raise storage_error(exc, target.name) from exc
         return True
 
+    def replace(self, source: Path, key: str) -> None:
+        """A hard link beside the damaged blob, renamed over it: a reader sees the old
+        file or the new one, never none."""
+        target = self.local_path(key)
+        beside = target.with_name(f".{target.name[:200]}.{os.getpid()}.replace")
+        try:
+            self._make_parents(target.parent)
+            with contextlib.suppress(FileNotFoundError):
+                beside.unlink()
+            os.link(source, beside)
+            os.replace(beside, target)
+            fsync_dir(target.parent)
+            self._remember(key, target.stat())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                beside.unlink()
+            raise storage_error(exc, target.name) from exc
+
     def _make_parents(self, directory: Path) -> list[Path]:
         created = []
         for path in (directory.parent, directory):
@@ -194,9 +224,9 @@ class LocalBlobStore:
             raise
 
     def open_checked(self, key: str, size: int) -> BinaryIO:
-        """The size is checked on every call; the sha256 (the key's middle part) once per
-        process for each version of the file on disk, so only a first download after a
-        restart pays for a re-hash, and truncation or bit rot is never served."""
+        """The size is checked on every call; the sha256 (the key's middle part) once for
+        each version of the file on disk, remembered across restarts (`minirepo.verified`),
+        so truncation or a damaged copy put in place is never served."""
         filename = key.rsplit("/", 1)[-1]
         try:
             handle = self.open(key)
@@ -209,7 +239,7 @@ class LocalBlobStore:
             info = os.fstat(handle.fileno())
             identity = (info.st_ino, info.st_size, info.st_mtime_ns)
             if info.st_size != size or (
-                self._verified.get(key) != identity and not _matches(handle, key)
+                not self._verified.matches(key, identity) and not _matches(handle, key)
             ):
                 log.error("stored file %s does not match its size or sha256", key)
                 raise DamagedFile(f"Stored file {filename} is damaged on the server")
@@ -220,13 +250,14 @@ class LocalBlobStore:
         return handle
 
     def _remember(self, key: str, info: os.stat_result) -> None:
-        if len(self._verified) > 100_000:
-            self._verified.clear()
-        self._verified[key] = (info.st_ino, info.st_size, info.st_mtime_ns)
+        self._verified.note(key, (info.st_ino, info.st_size, info.st_mtime_ns))
+
+    def flush(self) -> None:
+        self._verified.flush()
 
     def info(self, key: str) -> BlobInfo | None:
         try:
-            stat_result = self.local_path(key).lstat()
+            stat_result = os.lstat(self._local_text(key))
         except FileNotFoundError:
             return None
         if not stat.S_ISREG(stat_result.st_mode):
@@ -234,10 +265,14 @@ class LocalBlobStore:
         return BlobInfo(stat_result.st_size, stat_result.st_mtime)
 
     def sha256(self, key: str) -> str:
+        """Read in full, never from memory (fsck's check); a match is remembered, so the
+        first download after an fsck need not read the file again."""
         with self.open(key) as handle:
             digest = hashlib.sha256()
             for block in iter(lambda: handle.read(1024 * 1024), b""):
                 digest.update(block)
+            if digest.hexdigest() == key.split("/")[1]:
+                self._remember(key, os.fstat(handle.fileno()))
         return digest.hexdigest()
 
     def stored_keys(self) -> Iterator[str]:
@@ -250,12 +285,16 @@ class LocalBlobStore:
                     yield f"{first.name}/{second.name}/{leaf.name}"
 
     def quarantine(self, key: str, folder: Path) -> Path:
+        """Never through a symlinked folder: what lies outside the store is not ours to move."""
         source = self.local_path(key)
+        if any(path.is_symlink() for path in (source.parent, source.parent.parent)):
+            raise OSError(errno.ELOOP, "a folder on the way is a symlink", str(source))
         target = folder / f"{int(time.time())}-{key.replace('/', '-')}"
         if len(target.name.encode()) > 255:  # NAME_MAX: keep the filename whole
             target = target.parent / target.name[: -len(source.name) - 1] / source.name
             target.parent.mkdir(mode=0o700, exist_ok=True)
         os.replace(source, target)
+        self._verified.forget(key)
         self._remove_empty_parents(source)
         return target
 
@@ -263,6 +302,7 @@ class LocalBlobStore:
         target = self.local_path(key)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
+        self._verified.forget(key)
         self._remove_empty_parents(target)
 
     def sweep_tmp(self, older_than: float = 0.0) -> int:

@@ -47,6 +47,7 @@ from waitress.proxy_headers import proxy_headers_middleware
 from waitress.server import BaseWSGIServer
 from waitress.utilities import Error, RequestEntityTooLarge
 
+from minirepo import accesslog
 from minirepo.config import Settings
 from minirepo.errors import ALWAYS_HEADERS, MinirepoError, TooLarge, answer_body, one_line
 from minirepo.preflight import SMALL_BODY, Preflight
@@ -195,6 +196,12 @@ class ErrorTask(task.ErrorTask):  # type: ignore[misc]
     def execute(self) -> None:
         self.response_headers.extend(ALWAYS_HEADERS)
         super().execute()
+        # The app never sees this answer: its access-log line is written here.
+        parsed = getattr(self.request, "command", None) is not None
+        environ = self.channel.head_environ(self.request) if parsed else {}
+        environ.setdefault("REMOTE_ADDR", self.channel.peer)
+        seconds = time.time() - self.start_time
+        accesslog.log_answer(environ, self.status, self.content_length, seconds)
 
 
 class GuardedChannel(channel.HTTPChannel):  # type: ignore[misc]

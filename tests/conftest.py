@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from minirepo import models
+from minirepo import config, models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.services import accounts
@@ -25,6 +25,14 @@ from tests.helpers.serverproc import FAST_HASH
 pytest_plugins = ["tests.helpers.postgres"]
 
 ADMIN_PASSWORD = "admin-password-1"
+
+
+@pytest.fixture(autouse=True)
+def _no_machine_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """In-process commands read no ./minirepo.toml or /etc/minirepo/minirepo.toml of the
+    machine the tests run on (a Pi running the service has one, maybe unreadable)."""
+    monkeypatch.setattr(config, "LOCAL_CONFIG", tmp_path / "no-local-minirepo.toml")
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "no-system-minirepo.toml")
 
 
 @pytest.fixture

@@ -1,6 +1,27 @@
 """The `minirepo` command: each group lives in its own module and registers on `main`."""
 
-from minirepo.cli import cache, groups, ops, packages, repos, users
+from minirepo.cli import (
+    backup,
+    cache,
+    config_cmd,
+    groups,
+    maintenance,
+    ops,
+    packages,
+    repos,
+    users,
+)
 from minirepo.cli.base import main
 
-__all__ = ["cache", "groups", "main", "ops", "packages", "repos", "users"]
+__all__ = [
+    "backup",
+    "cache",
+    "config_cmd",
+    "groups",
+    "main",
+    "maintenance",
+    "ops",
+    "packages",
+    "repos",
+    "users",
+]

@@ -31,13 +31,14 @@ def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--data",
         type=click.Path(file_okay=False, path_type=Path),
-        help="Data folder (default: $MINIREPO_DATA or ./minirepo-data).",
+        help="Data folder (default: $MINIREPO_DATA, the settings file's, or ./minirepo-data).",
     )(func)
     return click.option(
         "--config",
         "config_path",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="TOML settings file (default: $MINIREPO_CONFIG).",
+        help="TOML settings file (default: $MINIREPO_CONFIG, else the first of ./minirepo.toml "
+        "and /etc/minirepo/minirepo.toml that exists).",
     )(func)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 
 import click
 
 from minirepo.cli.base import fail, main, pass_folder, pass_settings
-from minirepo.config import Settings
-from minirepo.services import audit, integrity
+from minirepo.config import LOG_FORMATS, Settings
+from minirepo.services import audit, integrity, repair
 from minirepo.services.datafolder import DataFolder
 
 
@@ -29,7 +30,12 @@ from minirepo.services.datafolder import DataFolder
     default=None,
     help="Proxies ask no upstream: they serve what they have cached.",
 )
-@pass_settings("host", "port", "upstream", "offline")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    help="Log lines as text (default) or json, one object per line.",
+)
+@pass_settings("host", "port", "upstream", "offline", "log_format")
 def serve(settings: Settings) -> None:
     """Run the index on waitress; creates or upgrades the data folder.
 
@@ -46,20 +52,37 @@ def serve(settings: Settings) -> None:
 
 @main.command()
 @click.option("--no-checksum", is_flag=True, help="Check existence and size only (fast).")
+@click.option(
+    "--repair-from",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A backup (a copy of the data folder, or of its files/) to put damaged files back from.",
+)
 @pass_folder
-def fsck(folder: DataFolder, no_checksum: bool) -> None:
-    """Check every stored file against its row; exit 1 naming each problem.
+def fsck(folder: DataFolder, no_checksum: bool, repair_from: Path | None) -> None:
+    """Check the database, every stored file against its row's size and sha256, rows
+    without files and files without rows; exit 1 naming each problem and its remedy.
+
+    A damaged or missing file is withdrawn from the pages (so pip and uv take another
+    file, an sdist say) until the identical file is uploaded again or --repair-from puts
+    it back from a backup.
 
     \b
     Example:  minirepo fsck --data /var/lib/minirepo
+              minirepo fsck --repair-from /mnt/backup/minirepo-data
     """
     with click.progressbar(length=integrity.count_files(), label="Checking files") as bar:
         problems = integrity.fsck(folder.store, checksum=not no_checksum, progress=bar.update)
-    for problem in problems:
+    quarantine = folder.settings.data / "quarantine"
+    settled = repair.settle(folder.store, quarantine, problems, repair_from)
+    folder.store.flush()
+    for problem in settled:
         click.echo(str(problem))
-    if problems:
-        fail(f"{len(problems)} problem(s) found")
-    click.echo("No problems found.")
+    left = [problem for problem in settled if not problem.repaired]
+    if left:
+        fail(f"{len(left)} problem(s) left of {len(settled)} found")
+    click.echo(
+        f"{len(settled)} problem(s) found, all dealt with." if settled else "No problems found."
+    )
 
 
 @main.command("audit")

@@ -35,6 +35,8 @@ from minirepo.storage import BlobStore, LocalBlobStore
 log = logging.getLogger(__name__)
 
 ADMIN_NAME = "admin"
+# Where a first start under systemd leaves the admin's token (README, "Running as a service").
+FIRST_TOKEN_FILE = "first-admin-token"  # noqa: S105 - a file name
 SECRET_BYTES = 32
 
 # What minirepo keeps at the top of a data folder. Only these are made private: a folder
@@ -53,7 +55,9 @@ class DataFolder:
 
 
 def blob_store(settings: Settings) -> LocalBlobStore:
-    return LocalBlobStore(settings.data / "files", settings.data / "tmp")
+    return LocalBlobStore(
+        settings.data / "files", settings.data / "tmp", settings.data / "verified.json"
+    )
 
 
 def _load_secret(path: Path) -> bytes:
@@ -216,20 +220,46 @@ class ServeLock:
             self._handle = None
 
 
-def create_first_admin(settings: Settings) -> str | None:
+def create_first_admin(settings: Settings, token_file: Path | None = None) -> str | None:
     """The admin and their first token, if the folder has no account yet; else None.
 
     The server calls this once it holds its port, so a start that fails never makes a
     token nobody saw. One transaction: of two servers starting at once on one database,
-    exactly one makes (and prints) them.
+    exactly one makes (and prints) them. With `token_file` (under systemd, whose journal
+    would keep the token for the `adm` group) the token is written there in the same
+    transaction: a file that cannot be made leaves no account, and the next start retries.
     """
-    with write_transaction():
-        if models.User.select().exists():
-            return None
-        accounts.add_user(
-            ADMIN_NAME, None, method=settings.password_hash, admin=True, actor="first start"
-        )
-        token = accounts.create_token(
-            ADMIN_NAME, permission="admin", description="first start", actor="first start"
-        )
+    written = False
+    try:
+        with write_transaction():
+            if models.User.select().exists():
+                return None
+            accounts.add_user(
+                ADMIN_NAME, None, method=settings.password_hash, admin=True, actor="first start"
+            )
+            token = accounts.create_token(
+                ADMIN_NAME, permission="admin", description="first start", actor="first start"
+            )
+            if token_file is not None:
+                _write_token_file(token_file, token.secret)
+                written = True
+    except BaseException:
+        if token_file is not None and written:  # its token was never committed
+            token_file.unlink(missing_ok=True)
+        raise
     return token.secret
+
+
+def _write_token_file(path: Path, secret: str) -> None:
+    """Create `path` for the owner only; never over an existing file or through a link."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UserError(
+            f"{path} is left from an earlier first start (this data folder has no account): "
+            "delete it and start again"
+        ) from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

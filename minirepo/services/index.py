@@ -15,11 +15,19 @@ import threading
 import time
 from typing import Any, BinaryIO, cast
 
+import peewee
+
 from minirepo import models, names
 from minirepo.config import Settings
 from minirepo.db import rows
-from minirepo.errors import MethodNotAllowed, NotFound, RepositoryNotFound
-from minirepo.services import groups, pages
+from minirepo.errors import (
+    DamagedFile,
+    MethodNotAllowed,
+    MinirepoError,
+    NotFound,
+    RepositoryNotFound,
+)
+from minirepo.services import groups, pages, repair
 from minirepo.services.pages import HTML, HTML_V1, JSON_V1, Page, make_page
 from minirepo.services.proxies import Proxies, proxy_rows
 from minirepo.services.repos import RepoInfo, info_of
@@ -50,6 +58,9 @@ class Index:
         # (group id, its generation, name) -> the member that answers: a recorded origin
         # only changes with the group's generation (`origin set`, new members).
         self._winners: dict[tuple[int, int, str], str] = {}
+        # storage key -> (repository id, its generation) when this process withdrew it: a
+        # file asked for again at that generation is not withdrawn (and written) again.
+        self._withdrawn: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
     def repo(self, name: str | None) -> RepoInfo:
@@ -254,8 +265,12 @@ class Index:
         return self._store(repo, normalized, kind, make_page(body))
 
     def _file_rows(self, project_id: int) -> list[pages.FileRow]:
+        """The files to list: those whose blob is in place (`repair`: a damaged or missing
+        file is withdrawn). One stat per file per render; pages are rendered once per
+        generation."""
         query = (
             models.File.select(
+                models.File.storage_key,
                 models.File.filename,
                 models.Release.version,
                 models.File.sha256,
@@ -270,21 +285,20 @@ class Index:
             .where(models.Release.project == project_id)
             .tuples()
         )
+        found = [row for row in rows(query) if self.store.info(row[0]) is not None]
         return pages.sorted_rows(
             pages.FileRow(
-                filename,
+                name,
                 version,
                 sha256,
                 size,
-                python,
+                requires,
                 metadata,
                 yanked,
-                reason,
+                why,
                 pages.upload_time_text(uploaded),
             )
-            for filename, version, sha256, size, python, metadata, yanked, reason, uploaded in rows(
-                query
-            )
+            for _, name, version, sha256, size, requires, metadata, yanked, why, uploaded in found
         )
 
     def holds(self, repo: RepoInfo, normalized: str, filename: str) -> bool:
@@ -328,7 +342,31 @@ class Index:
         the handle. pip and uv treat a wrong hash as a hard failure, so a damaged file is
         refused with a 5xx instead of served."""
         stored = self.stored_file(repo, normalized, filename)
-        return self.store.open_checked(stored.storage_key, stored.size), stored
+        try:
+            return self.store.open_checked(stored.storage_key, stored.size), stored
+        except DamagedFile:
+            self._withdraw(repo, stored)
+            raise
+
+    def _withdraw(self, repo: RepoInfo, stored: StoredFile) -> None:
+        """Drop the file from the pages at once (`repair.withdraw`), once per generation;
+        the request still gets its 5xx, whatever happens here."""
+        key = stored.storage_key
+        if self._withdrawn.get(key) == (repo.id, repo.generation):
+            return
+        quarantine = self.settings.data / "quarantine"
+        try:
+            generations = repair.withdraw(self.store, quarantine, key, stored.size, "server")
+        except (OSError, MinirepoError, peewee.PeeweeException):
+            log.exception("could not withdraw the damaged file %s", key)
+            return
+        for name in generations or {}:
+            self.forget_repo(name)
+        if generations and repo.name in generations:
+            with self._lock:
+                if len(self._withdrawn) > 10_000:
+                    self._withdrawn.clear()
+                self._withdrawn[key] = (repo.id, generations[repo.name])
 
     def core_metadata(self, repo: RepoInfo, normalized: str, filename: str) -> bytes:
         stored = self.stored_file(repo, normalized, filename)

@@ -24,15 +24,24 @@ log = logging.getLogger(__name__)
 # a writer in another process that is about to commit, so it is no orphan yet.
 ORPHAN_MIN_AGE = 3600.0
 
+DATABASE_REMEDY = "stop the server and restore the database from a backup"
+ORPHAN_REMEDY = "the next minirepo serve moves it to quarantine/ (an upload cut short by a crash)"
+
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
+    """`remedy`: what was done and what is left to do (an operator reads fsck's output
+    to act on it); `repaired`: nothing is left to do."""
+
     kind: str
     key: str
     detail: str
+    remedy: str = ""
+    repaired: bool = False
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.key}: {self.detail}"
+        text = f"{self.kind}: {self.key}: {self.detail}"
+        return f"{text}; {self.remedy}" if self.remedy else text
 
 
 def _rows() -> dict[str, tuple[int, str]]:
@@ -75,7 +84,10 @@ def fsck(
     store: BlobStore, *, checksum: bool = True, progress: Callable[[int], None] | None = None
 ) -> list[Problem]:
     """Every row's blob exists with its size (and hash); no orphan blobs; SQLite is sound."""
-    problems = [Problem("database", db.current().label, text) for text in db.current().check()]
+    problems = [
+        Problem("database", db.current().label, text, DATABASE_REMEDY)
+        for text in db.current().check()
+    ]
     rows = _rows()
     tombstoned = _tombstoned()
     for key, (size, sha256) in rows.items():
@@ -89,7 +101,7 @@ def fsck(
         if progress is not None:
             progress(1)
     problems += [
-        Problem("orphan", key, "no row names this file")
+        Problem("orphan", key, "no row names this file", ORPHAN_REMEDY)
         for key in _orphans(store, set(rows) | tombstoned)
     ]
     return problems

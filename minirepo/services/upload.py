@@ -24,7 +24,7 @@ from minirepo.config import Settings
 from minirepo.db import write_transaction
 from minirepo.errors import FileExists, FilenameBurned, Gone, InvalidUpload, TooLarge
 from minirepo.permissions import ProjectInfo
-from minirepo.services import audit, projects
+from minirepo.services import audit, projects, repair
 from minirepo.services.repos import RepoInfo
 from minirepo.storage import BlobStore, blob_key, storage_error
 
@@ -198,22 +198,24 @@ class UploadService:
         remote_addr: str,
         authorize: Authorize,
     ) -> int | None:
-        """Store the file; returns the repository's new generation, None if already stored.
+        """Store the file; returns the repository's new generation, None if already stored
+        (and sound: the same bytes again repair a damaged or withdrawn copy, `repair`).
 
         The blob is linked into place before the transaction (no disk work under the
         database lock); a failed transaction removes it again unless a row names it.
         """
         checked.content.sync()
         key = blob_key(checked.content.digest("sha256_digest"), checked.dist.filename)
-        # The same bytes again (twine retries after a 5xx) find their blob in place.
-        created_blob = self.store.put(checked.content.path, key)
+        created_blob = self._place_blob(checked, key)
         try:
             with write_transaction():
                 replaced = self._check_duplicate(repo, checked)
                 project = projects.info(repo.id, checked.dist.normalized)
                 authorize(project, isinstance(replaced, models.File))
+                # Put back in place, a withdrawn file's blob lists it again everywhere.
+                restored = repair.reinstate(key, uploader.name) if created_blob else {}
                 if replaced is _SAME:
-                    return None
+                    return restored.get(repo.name)
                 if isinstance(replaced, models.File):
                     _tombstone(repo, replaced, uploader.name, "replaced")
                 self._insert_rows(repo, checked, uploader, remote_addr, key, project)
@@ -222,6 +224,12 @@ class UploadService:
             if created_blob and not is_referenced(key):
                 self.store.delete(key)
             raise
+        if not created_blob and self.store.info(key) is None:
+            # `minirepo gc` took the same bytes (of a long-deleted file) between our put
+            # and our commit: put them back, and list them again.
+            self.store.put(checked.content.path, key)
+            with write_transaction():
+                generation = repair.reinstate(key, uploader.name).get(repo.name, generation)
         log.info(
             "stored %s in %s for %s (%d bytes)",
             checked.dist.filename,
@@ -230,6 +238,18 @@ class UploadService:
             checked.content.size,
         )
         return generation
+
+    def _place_blob(self, checked: Checked, key: str) -> bool:
+        """Link the upload into place; True if this put the blob there. The same bytes
+        again (twine retries after a 5xx) find their blob in place, unless that copy is
+        damaged: then these bytes, which hash to its key, take its place."""
+        path = checked.content.path
+        if self.store.put(path, key):
+            return True
+        if repair.intact(self.store, key, checked.content.size):
+            return False
+        self.store.replace(path, key)
+        return True
 
     def _check_duplicate(self, repo: RepoInfo, checked: Checked) -> object:
         """_SAME, the file row to replace (`overwrite = allow`), or None for a new name."""
@@ -241,7 +261,9 @@ class UploadService:
             if hmac.compare_digest(existing.sha256, checked.content.digest("sha256_digest")):
                 return _SAME
             if not repo.allows_overwrite:
-                raise FileExists(f"File already exists: {filename} (with other contents)")
+                raise FileExists(
+                    f"File already exists: {filename} (with other contents); upload a new version"
+                )
             return existing
         if repo.allows_overwrite or repo.is_proxy:
             return None  # a proxy's evicted file is fetched again under its name
@@ -250,8 +272,7 @@ class UploadService:
         )
         if burned is not None:
             raise FilenameBurned(
-                f"File already exists: {filename} was used by a deleted file; "
-                "use a different version"
+                f"File already exists: {filename} was used by a deleted file; upload a new version"
             )
         return None
 

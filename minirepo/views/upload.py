@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import ClientDisconnected
 
 from minirepo import auth
-from minirepo.errors import Forbidden, InvalidUpload
+from minirepo.errors import Forbidden, InvalidUpload, MethodNotAllowed
 from minirepo.permissions import Action, ProjectInfo
 from minirepo.services import groups
 from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, Uploader, UploadForm, check_form
@@ -66,3 +66,17 @@ def upload(repo: str | None) -> Response:
     if generation is not None:
         index().note_generation(info, generation)
     return Response("OK\n", mimetype="text/plain")
+
+
+@bp.post("/simple", defaults={"repo": None})
+@bp.post("/simple/", defaults={"repo": None})
+@bp.post("/simple/<path:rest>", defaults={"repo": None})
+@bp.post("/<repo>/simple")
+@bp.post("/<repo>/simple/")
+@bp.post("/<repo>/simple/<path:rest>")
+def upload_to_index_url(repo: str | None, rest: str = "") -> Response:
+    """twine and uv post to whatever URL they are given, and the index URL is the one
+    people have at hand: the refusal names the URL that takes the upload (built from the
+    request, so it is the address this client reaches the server by)."""
+    target = f"{request.url_root}{repo}/" if repo else request.url_root
+    raise MethodNotAllowed(f"Uploads go to {target}, not the /simple/ index URL")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import urllib.parse
 
 from flask import Blueprint, Response, request
 
@@ -48,17 +49,18 @@ def repository_page(repo: str | None) -> Response:
                 return redirect(f"../simple/{normalized}/")
         info = repository(repo)  # the answer for a missing repository: 401 or 404
     auth.require(Action.READ, info)
-    base = settings().base_url.rstrip("/")
+    base = _base_url()
     prefix = "" if repo is None else f"/{info.name}"
     index_url = html.escape(f"{base}{prefix}/simple/")
     upload_url = html.escape(f"{base}{prefix}/")
+    trusted = html.escape(_trusted_host(base))
     body = (
         '<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8">'
         f"<title>minirepo: {html.escape(info.name)}</title></head>\n<body>\n"
         f"<h1>minirepo: {html.escape(info.name)}</h1>\n"
         '<p><a href="simple/">Browse the simple index</a></p>\n'
         "<h2>Install</h2>\n"
-        f"<pre>pip install --index-url {index_url} PACKAGE\n"
+        f"<pre>pip install --index-url {index_url}{trusted} PACKAGE\n"
         f"uv pip install --index-url {index_url} PACKAGE</pre>\n"
         "<h2>Publish</h2>\n"
         f"<pre>twine upload --repository-url {upload_url} -u __token__ -p mr-... dist/*\n"
@@ -66,6 +68,25 @@ def repository_page(repo: str | None) -> Response:
         "</body>\n</html>\n"
     )
     return _html(body)
+
+
+def _base_url() -> str:
+    """`public_url` when set (behind a proxy it may carry a path); else the address this
+    browser reached us at, which works from where it is even when the server listens on
+    every interface (and then has no one address to print). werkzeug empties a `Host:`
+    no browser sends; the bind address stands in then."""
+    configured = settings().public_url
+    reached = request.host_url if request.host else ""
+    return (configured or reached or settings().base_url).rstrip("/")
+
+
+def _trusted_host(base: str) -> str:
+    """pip ignores a plain-http index unless told to trust its host."""
+    try:
+        parts = urllib.parse.urlsplit(base)
+    except ValueError:  # a `public_url` like "http://[x": no flag is better than a 500
+        return ""
+    return f" --trusted-host {parts.hostname}" if parts.scheme == "http" and parts.hostname else ""
 
 
 @bp.get("/<repo>/<project>/")

@@ -112,6 +112,8 @@ def test_start_with_bad_settings_is_one_line(tmp_path: Path) -> None:
 def test_banner_of_a_wildcard_bind_names_this_machine(
     monkeypatch: pytest.MonkeyPatch, host: str
 ) -> None:
+    """With no address found on the interfaces (test_service_start.py: with some)."""
+    monkeypatch.setattr("minirepo.netaddrs.interface_addresses", lambda family: [])
     monkeypatch.setattr("socket.gethostname", lambda: "labbox")
     banner = first_start_banner(Settings(host=host, port=8080), "mr-" + "t" * 43)
     assert "0.0.0.0" not in banner  # noqa: S104

@@ -658,9 +658,12 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("minirepo: ")
-    # the failed start made no admin, so the next start still prints the token
-    assert user_names(tmp_path / "d") == []
+    assert result.stderr == (
+        f"minirepo: Address 127.0.0.1:{port} is already in use: "
+        "stop the other server or pick another with --port\n"
+    )
+    # refused before anything was made: the next start still prints the admin's token
+    assert not (tmp_path / "d").exists()
 
 
 # --- the data folder the commands open ------------------------------------------------------
