@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request
 from minirepo import auth
 from minirepo.errors import NotFound, redirect
 from minirepo.permissions import Action
+from minirepo.services import repos
 from minirepo.services.index import HTML
 from minirepo.views.common import index, repository, settings
 from minirepo.views.simple import existing_project, negotiate
@@ -51,8 +52,14 @@ def repository_page(repo: str | None) -> Response:
     auth.require(Action.READ, info)
     base = _base_url()
     prefix = "" if repo is None else f"/{info.name}"
-    index_url = html.escape(f"{base}{prefix}/simple/")
-    upload_url = html.escape(f"{base}{prefix}/")
+    install, upload = prefix, prefix
+    group = repos.first_start_group() if repo is None else None
+    if group is not None:
+        # The home page leads with the group: internal packages and PyPI's from one URL,
+        # uploads to the default repository.
+        install, upload = f"/{group}", f"/{info.name}"
+    index_url = html.escape(f"{base}{install}/simple/")
+    upload_url = html.escape(f"{base}{upload}/")
     trusted = html.escape(_trusted_host(base))
     body = (
         '<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8">'

@@ -20,10 +20,10 @@ def page(client: FlaskClient, path: str = "/", **kwargs: object) -> str:
 
 def test_lines_use_the_address_the_browser_used(client: FlaskClient) -> None:
     body = page(client, base_url="http://192.168.1.20:8080")
-    index = "http://192.168.1.20:8080/simple/"
+    index = "http://192.168.1.20:8080/all/simple/"  # the home page leads with the group
     assert f"pip install --index-url {index} --trusted-host 192.168.1.20 PACKAGE" in body
     assert f"uv pip install --index-url {index} PACKAGE" in body
-    assert "twine upload --repository-url http://192.168.1.20:8080/ -u __token__" in body
+    assert "twine upload --repository-url http://192.168.1.20:8080/main/ -u __token__" in body
     body = page(client, "/main/", base_url="http://box.lan:8080")
     index = "http://box.lan:8080/main/simple/"
     assert f"pip install --index-url {index} --trusted-host box.lan PACKAGE" in body
@@ -32,9 +32,9 @@ def test_lines_use_the_address_the_browser_used(client: FlaskClient) -> None:
 
 def test_ipv6_and_https(client: FlaskClient) -> None:
     body = page(client, base_url="http://[fd00::20]:8080")
-    assert "--index-url http://[fd00::20]:8080/simple/ --trusted-host fd00::20 PACKAGE" in body
+    assert "--index-url http://[fd00::20]:8080/all/simple/ --trusted-host fd00::20 PACKAGE" in body
     body = page(client, base_url="https://pypi.lab.example")
-    assert "pip install --index-url https://pypi.lab.example/simple/ PACKAGE" in body
+    assert "pip install --index-url https://pypi.lab.example/all/simple/ PACKAGE" in body
     assert "--trusted-host" not in body  # https needs no exception
 
 
@@ -46,9 +46,16 @@ def test_public_url_wins(settings: Settings) -> None:
     assert "127.0.0.1" not in body
 
 
+def test_without_the_first_start_group_the_home_page_is_main(settings: Settings) -> None:
+    plain = dataclasses.replace(settings, upstream="")
+    body = page(create_app(plain).test_client(), base_url="http://box.lan:8080")
+    assert "pip install --index-url http://box.lan:8080/simple/ --trusted-host" in body
+    assert "--publish-url http://box.lan:8080/ " in body
+
+
 def test_a_host_header_no_browser_sends(client: FlaskClient) -> None:
     """werkzeug empties it; the lines then name the bind address, and never echo it."""
     for host in ("a<b>", "[x", 'x" onload="y'):
         body = page(client, headers={"Host": host})
         assert host not in body
-        assert "--index-url http://127.0.0.1:8080/simple/ --trusted-host 127.0.0.1" in body
+        assert "--index-url http://127.0.0.1:8080/all/simple/ --trusted-host 127.0.0.1" in body
