@@ -17,13 +17,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from minirepo import models
-from minirepo.app import create_app
 from minirepo.cli import main
 from minirepo.config import Settings
 from minirepo.services import accounts, gc, projects, repos
 from minirepo.services.container import Services
 from minirepo.storage import blob_key
 from tests.conftest import basic
+from tests.helpers.backends import BACKENDS, backend_settings, served
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
 
@@ -32,26 +32,14 @@ ALICE = basic("alice", PASSWORD)
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     """`main` and `team`, both open to alice's uploads."""
-    url = "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    settings = Settings(
-        data=tmp_path / "data",
-        password_hash=FAST_HASH,
-        database=url,
-        page_cache_seconds=0,
-        upstream="",
-    )
-    flask_app = create_app(settings)
-    services: Services = flask_app.extensions["minirepo"]
-    with services.folder.database.activated():
+    with served(backend_settings(request, tmp_path)) as flask_app:
         accounts.add_user("alice", PASSWORD, method=FAST_HASH)
         repos.create("team")
         repos.grant("alice", "team", "uploader")
         yield flask_app
-    services.fetches.close()
-    services.folder.database.close()
 
 
 @pytest.fixture

@@ -14,12 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from minirepo import models
-from minirepo.app import create_app
-from minirepo.config import Settings
 from minirepo.errors import UserError
 from minirepo.services import accounts, groups, repos
-from minirepo.services.container import Services
 from tests.conftest import basic
+from tests.helpers.backends import BACKENDS, backend_settings, served
 from tests.helpers.distfactory import Dist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
 
@@ -28,28 +26,18 @@ ALICE = basic("alice", PASSWORD)
 BOB = basic("bob", PASSWORD)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     """`main` (public, anyone signed in uploads), `team` (private: alice uploads), and the
-    group `all` = main, team with uploads to main."""
-    url = "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    settings = Settings(
-        data=tmp_path / "data",
-        password_hash=FAST_HASH,
-        database=url,
-        page_cache_seconds=0,
-        upstream="",  # hosted members only: test_proxies.py has the first start's group
-    )
-    flask_app = create_app(settings)
-    services: Services = flask_app.extensions["minirepo"]
-    with services.folder.database.activated():
+    group `all` = main, team with uploads to main (hosted members only: test_proxies.py
+    has the first start's group)."""
+    with served(backend_settings(request, tmp_path)) as flask_app:
         for name in ("alice", "bob"):
             accounts.add_user(name, PASSWORD, method=FAST_HASH)
         repos.create("team", read="authenticated")
         repos.grant("alice", "team", "uploader")
         repos.create("all", kind="group", members=["main", "team"], upload_to="main")
         yield flask_app
-    services.folder.database.close()
 
 
 def upload(client: FlaskClient, folder: Path, dist: Dist, headers: dict[str, str], url: str) -> int:

@@ -28,6 +28,7 @@ from minirepo.services import accounts, groups, repos
 from minirepo.services.container import Services
 from minirepo.services.fetches import FetchFailed
 from tests.conftest import basic
+from tests.helpers.backends import BACKENDS, backend_settings, served
 from tests.helpers.distfactory import Dist, escaped, make_wheel, upload_form, wheel_members
 from tests.helpers.serverproc import FAST_HASH
 from tests.helpers.upstreamfake import FakeUpstream
@@ -43,26 +44,13 @@ def upstream() -> Iterator[FakeUpstream]:
         yield fake
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, tmp_path: Path, upstream: FakeUpstream) -> Iterator[Flask]:
     """A first start with the fake as its upstream: `main`, `pypi-proxy`, `all`."""
-    url = "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    settings = Settings(
-        data=tmp_path / "data",
-        password_hash=FAST_HASH,
-        database=url,
-        page_cache_seconds=0,
-        upstream=upstream.url,
-    )
-    flask_app = create_app(settings)
-    services: Services = flask_app.extensions["minirepo"]
-    with services.folder.database.activated():
+    with served(backend_settings(request, tmp_path, upstream=upstream.url)) as flask_app:
         accounts.add_user("alice", PASSWORD, method=FAST_HASH)
         repos.update("pypi-proxy", options={"min_free_disk": 0, "connect_timeout": 1.0})
         yield flask_app
-    services.fetches.close()
-    services.proxies.close()
-    services.folder.database.close()
 
 
 def wheel_bytes(tmp_path: Path, dist: Dist) -> bytes:

@@ -20,13 +20,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from minirepo import models
-from minirepo.app import create_app
 from minirepo.cli import main
 from minirepo.config import Settings
 from minirepo.services import accounts, repos
 from minirepo.services.container import Services
 from minirepo.storage import blob_key
 from tests.conftest import basic
+from tests.helpers.backends import BACKENDS, backend_settings, served
 from tests.helpers.distfactory import (
     Dist,
     escaped,
@@ -45,30 +45,14 @@ DEMO = Dist("demo", "1.0")
 REMEDY = "re-upload the identical file, or run minirepo fsck --repair-from BACKUP"
 
 
-def make_app(request: pytest.FixtureRequest, tmp_path: Path, upstream: str = "") -> Flask:
-    url = "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    settings = Settings(
-        data=tmp_path / "data",
-        password_hash=FAST_HASH,
-        database=url,
-        page_cache_seconds=0,
-        upstream=upstream,
-    )
-    return create_app(settings)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     """`main` (alice uploads) and the private `team`, which alice may upload to as well."""
-    flask_app = make_app(request, tmp_path)
-    services: Services = flask_app.extensions["minirepo"]
-    with services.folder.database.activated():
+    with served(backend_settings(request, tmp_path)) as flask_app:
         accounts.add_user("alice", PASSWORD, method=FAST_HASH)
         repos.create("team", read="authenticated")
         repos.grant("alice", "team", "uploader")
         yield flask_app
-    services.fetches.close()
-    services.folder.database.close()
 
 
 def data(app: Flask) -> Path:
@@ -252,17 +236,14 @@ def test_fsck_names_orphans_and_their_remedy(app: Flask, demo: tuple[Path, Path]
     assert "the next minirepo serve moves it to quarantine/" in result.output
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def proxied(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Flask, FakeUpstream]]:
-    with FakeUpstream() as upstream:
-        flask_app = make_app(request, tmp_path, upstream.url)
-        services: Services = flask_app.extensions["minirepo"]
-        with services.folder.database.activated():
-            repos.update("pypi-proxy", options={"min_free_disk": 0})
-            yield flask_app, upstream
-        services.fetches.close()
-        services.proxies.close()
-        services.folder.database.close()
+    with (
+        FakeUpstream() as upstream,
+        served(backend_settings(request, tmp_path, upstream=upstream.url)) as flask_app,
+    ):
+        repos.update("pypi-proxy", options={"min_free_disk": 0})
+        yield flask_app, upstream
 
 
 def test_a_proxys_damaged_file_is_dropped_and_fetched_again(
