@@ -35,6 +35,7 @@ from minirepo.services.cache import LastUse
 from minirepo.services.pages import JSON_V1, Page
 from minirepo.services.proxy_options import ProxyOptions, options_of
 from minirepo.services.repos import RepoInfo
+from minirepo.services.upstream_health import DOWN_SECONDS, UpstreamBook
 from minirepo.storage import BlobStore
 from minirepo.units import format_size
 from minirepo.upstream import Upstream, UpstreamConfig, UpstreamError
@@ -42,7 +43,6 @@ from minirepo.upstream_pages import UpstreamFile, UpstreamPage, from_json, parse
 
 log = logging.getLogger(__name__)
 
-DOWN_SECONDS = 30.0
 # Waiting for another thread's revalidation: its connect timeout plus this.
 WAIT_SLACK = 2.0
 DISK_WARNING_SECONDS = 3600.0
@@ -80,34 +80,6 @@ class _Fresh:
     rendered: dict[str, Page] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass
-class UpstreamHealth:
-    upstream: str
-    last_ok: datetime.datetime | None = None
-    last_error: str = ""
-    last_error_at: datetime.datetime | None = None
-    down_until: float = 0.0  # monotonic
-    timed_out: bool = False  # the last error was a timeout (504, not 502)
-
-    def report(self) -> dict[str, object]:
-        failing = self.last_error_at is not None and (
-            self.last_ok is None or self.last_error_at > self.last_ok
-        )
-        report: dict[str, object] = {
-            "upstream": self.upstream,
-            "status": "degraded" if failing else "ok",
-            "last_success": _iso(self.last_ok),
-        }
-        if self.last_error:
-            report["last_error"] = self.last_error
-            report["last_error_at"] = _iso(self.last_error_at)
-        return report
-
-
-def _iso(value: datetime.datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
-
-
 def _age(value: datetime.datetime | None) -> float:
     if value is None:
         return float("inf")
@@ -124,7 +96,7 @@ class Proxies:
         self._clients: dict[int, tuple[tuple[str, str, str], Upstream]] = {}
         self._fresh: dict[tuple[int, str], _Fresh] = {}
         self._inflight: dict[tuple[int, str], threading.Event] = {}
-        self._health: dict[int, UpstreamHealth] = {}
+        self.upstreams = UpstreamBook()
         self._disk_warned: float = -DISK_WARNING_SECONDS
         self.last_use = LastUse()
 
@@ -236,8 +208,8 @@ class Proxies:
                 raise NotFound(f"No project named {normalized!r} in {repo.name!r}")
             if row.page_json:
                 return self._remember(repo, row, time.monotonic() - _age(row.fetched_at))
-        health = self._health_of(repo)
-        if time.monotonic() < health.down_until:
+        health = self.upstreams.of(repo.id, repo.upstream)
+        if health.is_down:
             reason = f"upstream left alone for {DOWN_SECONDS:.0f} s after: {health.last_error}"
             error = GatewayTimeout if health.timed_out else BadGateway
             return self._stand_in(repo, row, reason, error, options)
@@ -282,7 +254,7 @@ class Proxies:
         except (UpstreamError, ValueError) as exc:
             return self._failed(repo, normalized, row, exc, options)
         now = models.utcnow()
-        self._note_ok(repo, now)
+        self.upstreams.ok(repo.id, repo.upstream)
         if answer.status in (404, 410):
             _save(repo.id, normalized, gone=True, fetched_at=now, error="", error_at=None)
             with self._lock:
@@ -322,15 +294,11 @@ class Proxies:
         timeout = isinstance(exc, UpstreamError) and exc.kind == "timeout"
         reason = str(exc) if isinstance(exc, UpstreamError) else f"upstream page unreadable: {exc}"
         log.warning("proxy %s: %s (%s)", repo.name, reason, normalized)
-        now = models.utcnow()
-        health = self._health_of(repo)
-        with self._lock:
-            health.last_error, health.last_error_at, health.timed_out = reason, now, timeout
-            # The whole upstream is down, not one page: a 5xx, a refusal, a timeout.
-            if not isinstance(exc, UpstreamError) or exc.kind != "invalid":
-                health.down_until = time.monotonic() + DOWN_SECONDS
+        # The whole upstream failed, not one page of it: a 5xx, a refusal, a timeout.
+        whole = not isinstance(exc, UpstreamError) or exc.kind != "invalid"
+        self.upstreams.failed(repo.id, repo.upstream, reason, timeout=timeout, whole=whole)
         if row is not None:
-            _save(repo.id, normalized, error=reason, error_at=now)
+            _save(repo.id, normalized, error=reason, error_at=models.utcnow())
         return self._stand_in(repo, row, reason, GatewayTimeout if timeout else BadGateway, options)
 
     def _stand_in(
@@ -447,29 +415,6 @@ class Proxies:
             .tuples()
         )
         return frozenset(str(name) for (name,) in rows(query))
-
-    # -- health ------------------------------------------------------------------------
-
-    def _health_of(self, repo: RepoInfo) -> UpstreamHealth:
-        with self._lock:
-            health = self._health.get(repo.id)
-            if health is None or health.upstream != repo.upstream:
-                health = self._health[repo.id] = UpstreamHealth(repo.upstream)
-            return health
-
-    def _note_ok(self, repo: RepoInfo, now: datetime.datetime) -> None:
-        health = self._health_of(repo)
-        with self._lock:
-            health.last_ok, health.down_until = now, 0.0
-
-    def health(self, names: dict[int, str]) -> dict[str, dict[str, object]]:
-        """What this process knows of each proxy's upstream, by repository name."""
-        with self._lock:
-            known = dict(self._health)
-        return {
-            name: (known[repo_id].report() if repo_id in known else {"status": "unknown"})
-            for repo_id, name in names.items()
-        }
 
 
 def _cached_row(repo_id: int, normalized: str) -> models.CachedPage | None:

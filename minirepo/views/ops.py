@@ -20,7 +20,8 @@ def health() -> Response:
     query = models.Repository.select(models.Repository.id, models.Repository.name).where(
         models.Repository.kind == "proxy"
     )
-    upstreams = proxies().health({int(i): str(name) for i, name in rows(query.tuples())})
+    names = {int(i): str(name) for i, name in rows(query.tuples())}
+    upstreams = proxies().upstreams.reports(names)
     response = jsonify(status="ok", version=__version__, upstreams=upstreams)
     response.headers["Cache-Control"] = "no-store"
     return response
