@@ -4,8 +4,8 @@ Each fixture under tests/fixtures/datafolders/ was made by a real server of that
 it is copied to a temp folder, opened as `minirepo serve` opens it, and checked: nothing
 lost, ownership and token scopes carried over, and the new rules in force. The folder of
 the current schema is opened without a migration and must be served as it was made
-(`test_schema2_*`, `test_schema3_*`); once a newer schema exists, those same checks run
-after its upgrade.
+(`test_schema2_*`, `test_schema3_*`, `test_schema4_*`); once a newer schema exists, those
+same checks run after its upgrade.
 A folder whose database was PostgreSQL holds the `pg_dump` of it (`dump.sql`), restored
 into a fresh database of the throwaway server (tests/helpers/postgres.py) before opening.
 """
@@ -36,8 +36,11 @@ from minirepo import migrations, models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.errors import UserError
-from minirepo.services import accounts, datafolder, groups, integrity, repos
+from minirepo.services import accounts, cache, datafolder, groups, integrity, repos
 from minirepo.services.container import Services
+from minirepo.services.proxy_options import DAY, ProxyOptions, options_of
+from minirepo.upstream import Upstream
+from minirepo.upstream_pages import from_json
 from tests.conftest import basic, token_auth
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
 from tests.helpers.postgres import PostgresServer, fresh_database, restore_dump
@@ -184,6 +187,8 @@ FOLDERS = {
     "0.2.0.dev0-postgres": 2,
     "0.3.0.dev0": 3,
     "0.3.0.dev0-postgres": 3,
+    "0.4.0.dev0": 4,
+    "0.4.0.dev0-postgres": 4,
 }
 JSON_V1 = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
@@ -883,6 +888,345 @@ def test_schema3_group_changes_are_audited(schema3: Served) -> None:
     }
 
 
+# What must still hold in the folders 0.4.0.dev0 (schema 4) made, on SQLite and PostgreSQL
+# (how: the fixtures' README): the first start's proxy and group, a second proxy, a group
+# of hosted members, recorded origins, a tracked name, and the proxies' cache (pages,
+# metadata, kept files and their last use). The upstreams were throwaway fake indexes,
+# long gone: both proxies were set offline, and the `schema4` fixture fails any request
+# to an upstream, so everything here is served from what the folder holds.
+
+SCHEMA4 = {"sqlite": "0.4.0.dev0", "postgresql": "0.4.0.dev0-postgres"}
+
+
+@pytest.fixture(params=list(SCHEMA4.values()), ids=list(SCHEMA4))
+def schema4(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Served]:
+    """Each folder the schema-4 script made, its upstreams unreachable by construction."""
+
+    def no_upstream(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a proxy asked its upstream: {args[1:]}")
+
+    for method in ("project_page", "open_file"):
+        monkeypatch.setattr(Upstream, method, no_upstream)
+    yield from serve(request.param, tmp_path, request)
+
+
+# name: (kind, read, overwrite, default role, description)
+SCHEMA4_REPOS = {
+    "main": ("hosted", "anonymous", "never", "uploader", ""),
+    "team": ("hosted", "authenticated", "never", "none", "Team only"),
+    "pypi-proxy": ("proxy", "anonymous", "never", "none", "PyPI, cached"),  # first start's
+    "vendor": ("proxy", "anonymous", "never", "none", "A vendor's index"),  # repo create
+    "all": ("group", "anonymous", "never", "reader", ""),  # first start's, team added
+    "internal": ("group", "authenticated", "never", "reader", "Hosted only"),
+}
+SCHEMA4_PROXY_OPTIONS = {
+    "pypi-proxy": ProxyOptions(
+        page_ttl=3600.0,
+        stale_max=90 * DAY,
+        cache_max=1024**3,
+        min_free_disk=100 * 1024**2,
+        connect_timeout=3.0,
+        read_timeout=20.0,
+        offline=True,
+        upstream_user="mirror",
+        upstream_password_env="MINIREPO_FIXTURE_UPSTREAM_PASSWORD",
+    ),
+    "vendor": ProxyOptions(page_ttl=300.0, offline=True),
+}
+# group: (members in the order they are asked, upload target, description)
+SCHEMA4_GROUPS = {
+    "all": (["main", "team", "pypi-proxy"], "main", ""),
+    "internal": (["team", "main"], "team", "Hosted only"),
+}
+# (group, project): (member, actor) as recorded; actor "": by first use
+SCHEMA4_ORIGINS = {
+    ("all", "alicepkg"): ("main", ""),
+    ("all", "grouped"): ("main", ""),  # uploaded through all
+    ("all", "moved"): ("pypi-proxy", "cli"),  # first main; then `minirepo origin set`
+    ("all", "pubtool"): ("pypi-proxy", ""),
+    ("all", "shadowed"): ("team", ""),  # the upstream has it too, with a higher version
+    ("all", "teamlib"): ("team", ""),
+    ("internal", "alicepkg"): ("main", ""),
+    ("internal", "teamlib"): ("team", ""),
+}
+# repository: {project: filenames}, hosted and kept by a proxy
+SCHEMA4_FILES = {
+    "main": {
+        "alicepkg": ["alicepkg-1.0-py3-none-any.whl", "alicepkg-1.0.tar.gz"],
+        "forked": ["forked-1.0.post1-py3-none-any.whl"],  # a fork of the public forked
+        "grouped": ["grouped-1.0-py3-none-any.whl"],
+        "moved": ["moved-1.0-py3-none-any.whl"],
+    },
+    "team": {
+        "shadowed": ["shadowed-1.0-py3-none-any.whl"],
+        "teamlib": ["teamlib-1.0-py3-none-any.whl", "teamlib-1.1-py3-none-any.whl"],
+    },
+    "pypi-proxy": {
+        "forked": ["forked-1.0-py3-none-any.whl"],
+        "pubtool": ["pubtool-1.0-py3-none-any.whl", "pubtool-1.1-py3-none-any.whl"],
+    },
+}
+# (proxy, project): the filenames its cached upstream page lists; None: gone upstream
+SCHEMA4_CACHED_PAGES = {
+    ("pypi-proxy", "forked"): ["forked-1.0-py3-none-any.whl"],
+    ("pypi-proxy", "gonepkg"): None,
+    ("pypi-proxy", "moved"): ["moved-2.0-py3-none-any.whl"],
+    ("pypi-proxy", "pubtool"): [
+        "pubtool-1.0-py3-none-any.whl",
+        "pubtool-1.1-py3-none-any.whl",
+        "pubtool-2.0-py3-none-any.whl",
+    ],
+    ("vendor", "vtool"): ["vtool-1.0-py3-none-any.whl"],
+}
+# (proxy, filename) of the PEP 658 metadata a proxy fetched (pubtool 2.0: never its file)
+SCHEMA4_CACHED_METADATA = {
+    ("pypi-proxy", "pubtool-1.0-py3-none-any.whl"),
+    ("pypi-proxy", "pubtool-2.0-py3-none-any.whl"),
+}
+
+
+def _cached_pages() -> dict[tuple[str, str], models.CachedPage]:
+    query = models.CachedPage.select(models.CachedPage, models.Repository.name).join(
+        models.Repository
+    )
+    return {(row.repository.name, row.normalized): row for row in query}
+
+
+def test_schema4_repositories_and_proxy_options_are_kept(schema4: Served) -> None:
+    made = {
+        item.info.name: (
+            item.info.kind,
+            item.info.read,
+            item.info.overwrite,
+            item.info.default_role,
+            item.description,
+        )
+        for item in repos.summaries()
+    }
+    assert made == SCHEMA4_REPOS
+    for name, options in SCHEMA4_PROXY_OPTIONS.items():
+        row = repos.get(name)
+        assert options_of(row.proxy_options) == options, name
+        assert row.upstream.startswith("http://127.0.0.1:"), row.upstream
+        assert row.upstream.endswith("/simple/"), row.upstream
+    listed = schema4.api("repos", schema4.token("admin"))["repositories"]
+    assert {repo["name"]: repo["kind"] for repo in listed} == {
+        name: kind for name, (kind, *_) in SCHEMA4_REPOS.items()
+    }
+    stored: dict[str, dict[str, list[str]]] = {}
+    for file in (
+        models.File.select()
+        .join(models.Release)
+        .join(models.Project)
+        .order_by(models.File.filename)
+    ):
+        project = stored.setdefault(file.repository.name, {})
+        project.setdefault(file.release.project.normalized, []).append(file.filename)
+    assert stored == SCHEMA4_FILES
+    grants = {
+        (grant.user.name, grant.repository.name, grant.role)
+        for grant in models.Grant.select().join(models.User).switch(models.Grant)
+    }
+    assert grants == {("alice", "team", "owner"), ("bob", "team", "uploader")}
+
+
+def test_schema4_cache_rows_are_kept(schema4: Served) -> None:
+    pages_made = _cached_pages()
+    listed = {
+        key: (
+            [entry.filename for entry in from_json(row.page_json).files] if row.page_json else None
+        )
+        for key, row in pages_made.items()
+    }
+    assert listed == SCHEMA4_CACHED_PAGES
+    for key, row in pages_made.items():
+        assert row.gone == (SCHEMA4_CACHED_PAGES[key] is None), key
+        assert (row.fetched_at is not None, row.error, row.error_at) == (True, "", None), key
+        assert bool(row.etag) == (not row.gone), key
+    # The metadata a proxy fetched, checked against its page when fetched: still so.
+    metadata_sha256 = {
+        entry.filename: entry.metadata_sha256
+        for row in pages_made.values()
+        if row.page_json
+        for entry in from_json(row.page_json).files
+    }
+    fetched = list(
+        models.CachedMetadata.select(models.CachedMetadata, models.Repository.name).join(
+            models.Repository
+        )
+    )
+    assert {(item.repository.name, item.filename) for item in fetched} == SCHEMA4_CACHED_METADATA
+    for item in fetched:
+        assert item.normalized == "pubtool"
+        digest = hashlib.sha256(bytes(item.content)).hexdigest()
+        assert digest == metadata_sha256[item.filename], item.filename
+    # The files a proxy kept, least recently used first: pubtool 1.0 was used again, and
+    # that use written when keeping pubtool 1.1 evicted past cache-max; the others never.
+    kept = cache.listing(repos.info_of(repos.get("pypi-proxy")))
+    assert [item.filename for item in kept] == [
+        "pubtool-1.0-py3-none-any.whl",
+        "pubtool-1.1-py3-none-any.whl",
+        "forked-1.0-py3-none-any.whl",
+    ]
+    assert not any(item.gone for item in kept)
+    used = [(f.filename, f.last_used, f.upload_time) for f in models.File.select() if f.last_used]
+    assert [filename for filename, _, _ in used] == ["pubtool-1.0-py3-none-any.whl"]
+    _, last_used, stored_at = used[0]
+    assert last_used > stored_at
+    # Each kept file is the one its cached page lists.
+    page_sha256 = {
+        entry.filename: entry.sha256
+        for row in pages_made.values()
+        if row.page_json
+        for entry in from_json(row.page_json).files
+    }
+    proxy_files = (
+        models.File.select().join(models.Repository).where(models.Repository.kind == "proxy")
+    )
+    assert {f.filename: f.sha256 for f in proxy_files} == {
+        name: page_sha256[name] for names in SCHEMA4_FILES["pypi-proxy"].values() for name in names
+    }
+    assert models.FetchJob.select().count() == 0
+
+
+def test_schema4_cached_pages_and_files_are_served_offline(schema4: Served) -> None:
+    for url in ("/pypi-proxy/simple/pubtool/", "/all/simple/pubtool/"):
+        page = schema4.get(url, **JSON_V1).json
+        # Offline, a page lists only what the proxy holds: not 2.0, never fetched.
+        assert [entry["filename"] for entry in page["files"]] == SCHEMA4_FILES["pypi-proxy"][
+            "pubtool"
+        ], url
+        assert page["versions"] == ["1.0", "1.1"], url
+        html = schema4.get(url).data.decode()
+        assert all(f">{entry['filename']}</a>" in html for entry in page["files"]), url
+        for entry in page["files"]:
+            with schema4.get(urljoin(url, entry["url"])) as got:
+                assert got.status_code == 200, entry["url"]
+                assert hashlib.sha256(got.data).hexdigest() == entry["hashes"]["sha256"]
+            metadata = schema4.get(urljoin(url, entry["url"]) + ".metadata")
+            assert metadata.status_code == 200, entry["url"]
+            assert hashlib.sha256(metadata.data).hexdigest() == entry["core-metadata"]["sha256"]
+    # pubtool 2.0: its metadata was fetched, its file never: the one served, not the other
+    base = "/pypi-proxy/files/pubtool/pubtool-2.0-py3-none-any.whl"
+    metadata = schema4.get(f"{base}.metadata")
+    assert metadata.status_code == 200
+    assert b"Version: 2.0\n" in metadata.data
+    assert b"Requires-Dist: shadowed>=5\n" in metadata.data
+    assert schema4.get(base).status_code == 404
+    # Names the proxies never cached, or cached as gone: 404, no upstream asked.
+    for url in (
+        "/pypi-proxy/simple/gonepkg/",
+        "/pypi-proxy/simple/never-asked/",
+        "/all/simple/never-asked/",
+        "/vendor/simple/never-asked/",
+    ):
+        assert schema4.get(url).status_code == 404, url
+    # vendor's page was cached, none of its files fetched: listed, with no file offline.
+    assert schema4.get("/vendor/simple/vtool/", **JSON_V1).json["files"] == []
+    assert schema4.get("/vendor/files/vtool/vtool-1.0-py3-none-any.whl").status_code == 404
+    # Every proxy file is immutable (its repository allows no overwrite).
+    with schema4.get("/pypi-proxy/files/pubtool/pubtool-1.1-py3-none-any.whl") as got:
+        assert got.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+def test_schema4_groups_origins_and_tracked_name_hold(schema4: Served) -> None:
+    made = {
+        item.info.name: (list(item.members), item.info.upload_to, item.description)
+        for item in repos.summaries()
+        if item.info.is_group
+    }
+    assert made == SCHEMA4_GROUPS
+    as_made = {(g, p): (member, actor) for g, p, member, _, actor in schema4.origins}
+    assert as_made == SCHEMA4_ORIGINS
+    kept = sorted(
+        (group, origin.project, origin.member, origin.since, origin.actor)
+        for group in SCHEMA4_GROUPS
+        for origin in groups.origins(repos.get(group))
+    )
+    assert kept == schema4.origins  # who and since, to the microsecond
+    since = {project: when for group, project, _, when, _ in schema4.origins if group == "all"}
+    assert max(since.values()) == since["moved"]  # set last in all, by `origin set`
+    # Each name from its recorded member: team's shadowed, never the upstream's 5.0; moved
+    # from the proxy, which holds none of its files (offline: listed empty).
+    bob = schema4.password("bob")
+    assert schema4.versions("/all/simple/shadowed/", bob) == ["1.0"]
+    assert schema4.get("/all/simple/shadowed/").status_code == 401  # team is private
+    assert schema4.versions("/all/simple/moved/") == []
+    assert schema4.versions("/main/simple/moved/") == ["1.0"]
+    assert schema4.versions("/all/simple/alicepkg/") == ["1.0"]
+    assert schema4.versions("/internal/simple/teamlib/", bob) == ["1.0", "1.1"]
+    assert schema4.get("/internal/simple/teamlib/").status_code == 401
+    # The tracked name: main's fork and the proxy's kept file on one page (PEP 708 tracks)
+    assert groups.tracked(repos.get("all")) == ["forked"]
+    upstream = repos.get("pypi-proxy").upstream
+    url = "/all/simple/forked/"
+    page = schema4.get(url, **JSON_V1).json
+    assert page["meta"]["tracks"] == [f"{upstream}forked/"]
+    assert page["versions"] == ["1.0", "1.0.post1"]
+    for entry in page["files"]:
+        with schema4.get(urljoin(url, entry["url"])) as got:
+            assert got.status_code == 200, entry["url"]
+            assert hashlib.sha256(got.data).hexdigest() == entry["hashes"]["sha256"]
+    assert schema4.versions("/main/simple/forked/") == ["1.0.post1"]
+    # Uploads through the groups land in their targets; a name all serves from the proxy
+    # stays locked in main (origin lock); proxies take no uploads.
+    alice = schema4.password("alice")
+    assert schema4.upload("internal", Dist("teamlib", "1.2"), alice) == 200
+    assert schema4.versions("/team/simple/teamlib/", alice) == ["1.0", "1.1", "1.2"]
+    assert schema4.upload("all", Dist("grouped", "1.1"), alice) == 403  # bob's, in main
+    assert schema4.upload("all", Dist("alicepkg", "1.1"), alice) == 200
+    assert schema4.versions("/main/simple/alicepkg/") == ["1.0", "1.1"]
+    assert schema4.upload("main", Dist("moved", "1.1"), schema4.password("bob")) == 403
+    assert schema4.upload("main", Dist("pubtool", "9.0"), alice) == 403
+    assert schema4.upload("pypi-proxy", Dist("nope", "1.0"), schema4.token("admin")) == 405
+
+
+# name: (user, permission, repositories, projects) as made; the other tokens fail.
+SCHEMA4_LIVE_TOKENS: dict[str, tuple[str, str, list[str], list[str]]] = {
+    "admin": ("admin", "admin", [], []),
+    "alice_upload": ("alice", "upload", [], []),
+    "alice_team": ("alice", "upload", ["team"], []),
+    "bob_read_all": ("bob", "read", ["all"], []),
+    "bob_main": ("bob", "upload", ["main"], []),  # expires in 100 years
+    "carol_admin": ("carol", "admin", [], []),
+}
+
+
+def test_schema4_tokens_and_passwords_work_as_made(schema4: Served) -> None:
+    assert set(SCHEMA4_LIVE_TOKENS) | {"bob_revoked"} == set(schema4.secrets["tokens"])
+    for name, (user, permission, repositories, projects) in SCHEMA4_LIVE_TOKENS.items():
+        answer = schema4.api("whoami", schema4.token(name))
+        assert answer["user"] == user, name
+        scope = answer["token"]
+        assert (scope["permission"], scope["repositories"], scope["projects"]) == (
+            permission,
+            repositories,
+            projects,
+        ), name
+    assert schema4.get("/-/api/whoami", schema4.token("bob_revoked")).status_code == 401
+    states = {token.prefix: token for token in accounts.list_tokens()}
+    assert states[schema4.secrets["tokens"]["bob_revoked"][:11]].state == "revoked"
+    expiring = states[schema4.secrets["tokens"]["bob_main"][:11]]
+    assert (expiring.state, expiring.expires is not None) == ("active", True)
+    for user in ("alice", "bob", "carol"):
+        answer = schema4.api("whoami", schema4.password(user))
+        assert (answer["user"], answer["admin"]) == (user, user == "carol")
+    assert schema4.get("/-/api/whoami", basic("admin", "any-password-1")).status_code == 401
+    # Scoped to the group all: what all serves from main and the proxy; team's names
+    # neither there nor through all.
+    read_all = schema4.token("bob_read_all")
+    assert schema4.versions("/all/simple/pubtool/", read_all) == ["1.0", "1.1"]
+    assert schema4.get("/all/simple/teamlib/", read_all).status_code == 404
+    assert schema4.get("/team/simple/teamlib/", read_all).status_code == 404
+    assert schema4.upload("all", Dist("bob-new", "1.0"), read_all) == 403  # read-only
+    assert schema4.upload("main", Dist("bob-new", "1.0"), schema4.token("bob_main")) == 200
+    # scoped to main: team (private) is not there for it, though bob uploads there
+    assert schema4.upload("team", Dist("bob-new", "1.0"), schema4.token("bob_main")) == 404
+    assert schema4.upload("team", Dist("teamlib", "2.0"), schema4.token("alice_team")) == 200
+
+
 # The PostgreSQL schema an upgrade leaves, as the catalog describes it: columns, their
 # types, nullability and defaults; constraints; indexes.
 PG_SCHEMA_QUERIES = (
@@ -895,7 +1239,9 @@ PG_SCHEMA_QUERIES = (
 )
 
 
-@pytest.mark.parametrize("name", [SCHEMA2["postgresql"], SCHEMA3["postgresql"]])
+@pytest.mark.parametrize(
+    "name", [SCHEMA2["postgresql"], SCHEMA3["postgresql"], SCHEMA4["postgresql"]]
+)
 def test_an_upgraded_postgres_database_is_a_fresh_one(
     name: str, postgres_server: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
