@@ -144,7 +144,7 @@ class Index:
         for member in members:
             if member.is_proxy:
                 try:
-                    found = self.proxies.page(member, normalized)
+                    found = self.proxies.listed(member, normalized)
                 except NotFound:
                     continue
                 rows_of_member = proxy_rows(found.files)

@@ -156,17 +156,21 @@ class Proxies:
         self, repo: RepoInfo, normalized: str, kind: str
     ) -> tuple[Page, Stale | None]:
         """The page as a client gets it, with the reason when it is stale."""
-        page = self.page(repo, normalized)
+        page = self.listed(repo, normalized)
         if self.is_offline(repo):
-            cached = self._cached_filenames(repo, normalized)
-            page = dataclasses.replace(
-                page, files=tuple(f for f in page.files if f.filename in cached)
-            )
             return _render(page, normalized, kind), page.stale
         entry = self._fresh.get((repo.id, normalized))
         if entry is not None and entry.page is page:
             return self._rendered(entry, normalized, kind), None
         return _render(page, normalized, kind), page.stale
+
+    def listed(self, repo: RepoInfo, normalized: str) -> ProxyPage:
+        """`page` as it is listed: offline, only the files the proxy holds."""
+        page = self.page(repo, normalized)
+        if not self.is_offline(repo):
+            return page
+        cached = self._cached_filenames(repo, normalized)
+        return dataclasses.replace(page, files=tuple(f for f in page.files if f.filename in cached))
 
     def _rendered(self, entry: _Fresh, normalized: str, kind: str) -> Page:
         page = entry.rendered.get(kind)
