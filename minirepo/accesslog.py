@@ -32,6 +32,8 @@ from minirepo.permissions import Principal
 log = logging.getLogger("minirepo.access")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# Told of every answer after its last byte: (environ, status line, body bytes sent).
+Observer = Callable[[Mapping[str, Any], str, int], None]
 
 # Where the app leaves the caller it proved, for the line written after it returned.
 CALLER_KEY = "minirepo.caller"
@@ -156,10 +158,12 @@ def log_answer(environ: Mapping[str, Any], status: str, size: int, seconds: floa
 
 
 class _Pending:
-    """A request between its call and its last byte: logged once, at `finish`."""
+    """A request between its call and its last byte: logged and observed once, at `finish`."""
 
-    def __init__(self, environ: dict[str, Any]) -> None:
+    def __init__(self, environ: dict[str, Any], logged: bool, observe: Observer | None) -> None:
         self.environ = environ
+        self.logged = logged
+        self.observe = observe
         self.path = _full_path(environ)  # before the path-token layer rewrites it
         self.started = time.monotonic()
         self.status = FAILED
@@ -173,9 +177,13 @@ class _Pending:
                 self.length = int(value)
 
     def finish(self, size: int) -> None:
-        if not self.done:
-            self.done = True
+        if self.done:
+            return
+        self.done = True
+        if self.logged:
             _write(self.environ, self.path, self.status, size, time.monotonic() - self.started)
+        if self.observe is not None:
+            self.observe(self.environ, self.status, size)
 
 
 class _Counted:
@@ -211,17 +219,20 @@ class _SizedCounted(_Counted):
 
 
 class AccessLog:
-    """The WSGI layer; outside the path-token one, so it sees (and redacts) the real URL."""
+    """The WSGI layer; outside the path-token one, so it sees (and redacts) the real URL.
+    `observe` is told of each answer too (`minirepo.metrics`), whatever the log level."""
 
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApp, observe: Observer | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        if not log.isEnabledFor(logging.INFO):
+        logged = log.isEnabledFor(logging.INFO)
+        if not logged and self.observe is None:
             return self.app(environ, start_response)
-        pending = _Pending(environ)
+        pending = _Pending(environ, logged, self.observe)
 
         def recording(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
             pending.start_response(status, headers)

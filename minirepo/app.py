@@ -10,7 +10,7 @@ import peewee
 from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.formparser import FormDataParser
 
-from minirepo import accesslog, auth, crosssite, errors, views
+from minirepo import accesslog, auth, crosssite, errors, metrics, views
 from minirepo.config import Settings
 from minirepo.db import is_disk_full, is_locked
 from minirepo.fastpath import FastPages, PathTokens
@@ -19,9 +19,11 @@ from minirepo.preflight import Preflight
 from minirepo.services.container import Services
 from minirepo.services.datafolder import DataFolder, open_for_serving
 from minirepo.services.fetches import Fetches
+from minirepo.services.health import free_bytes
 from minirepo.services.index import Index
 from minirepo.services.proxies import Proxies
 from minirepo.services.upload import SpoolFile, UploadService
+from minirepo.waitress_fixes import SpoolBudget
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     index = Index(settings, folder.store, proxies)
     uploads = UploadService(folder.store, settings.max_metadata_size)
     authenticator = auth.Authenticator(settings, folder.secret)
+    # The bytes of request bodies spooled at once; waitress's channels reserve from it.
+    spool = SpoolBudget(settings.spool_limit)
+    app.extensions["minirepo.spool"] = spool
+    instruments = metrics.Metrics(lambda: free_bytes(settings.data), lambda: spool.in_use)
     app.extensions["minirepo"] = Services(
         settings=settings,
         folder=folder,
@@ -87,14 +93,20 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
         uploads=uploads,
         proxies=proxies,
         fetches=Fetches(
-            folder.database, folder.store, uploads, settings, after_publish=proxies.after_fetch
+            folder.database,
+            folder.store,
+            uploads,
+            settings,
+            after_publish=proxies.after_fetch,
+            on_event=instruments.fetched,
         ),
     )
     crosssite.init_app(app, settings.public_url)
     auth.init_app(app, authenticator)
     accesslog.init_app(app)
+    metrics.init_app(app, instruments)
     errors.init_app(app)
-    _init_busy_handler(app)
+    _init_busy_handler(app, instruments)
     app.teardown_request(_discard_spools)
     for blueprint in views.BLUEPRINTS:
         app.register_blueprint(blueprint)
@@ -103,7 +115,8 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     )
     pages = FastPages(app.wsgi_app, index, authenticator)
     # The access log outside the path-token layer: it sees the URL as sent, and redacts it.
-    logged = accesslog.AccessLog(PathTokens(pages))
+    observe = instruments.observe if settings.metrics != "off" else None
+    logged = accesslog.AccessLog(PathTokens(pages), observe)
     app.wsgi_app = folder.database.wsgi(logged)  # type: ignore[method-assign,assignment]
     return app
 
@@ -114,7 +127,7 @@ def _discard_spools(exc: BaseException | None) -> None:
         spool.discard()
 
 
-def _init_busy_handler(app: Flask) -> None:
+def _init_busy_handler(app: Flask, instruments: metrics.Metrics) -> None:
     @app.before_request
     def _note_start() -> None:
         g.started = time.monotonic()
@@ -125,6 +138,7 @@ def _init_busy_handler(app: Flask) -> None:
             # Waited about busy_timeout: real contention. Far less: SQLite gave up at once
             # (a stale read snapshot), which no timeout setting would cure.
             waited = time.monotonic() - g.get("started", time.monotonic())
+            instruments.busy(waited)
             log.warning(
                 "database busy after %.2f s (%s %s): answering 503",
                 waited,

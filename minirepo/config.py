@@ -29,6 +29,7 @@ ENV_PREFIX = "MINIREPO_"
 READ_MODES = ("anonymous", "authenticated")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
+METRICS_MODES = ("admin", "open", "off")
 # Addresses that mean "every interface": useless in a URL someone else must type.
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, never bound here
 # The same rule the URL map uses (DESIGN.md); repeated here because config is the floor.
@@ -73,6 +74,8 @@ class Settings:
     log_level: str = "info"
     # "json": one JSON object per log line, for a log shipper (`accesslog.JsonFormatter`).
     log_format: str = "text"
+    # Who may scrape /-/metrics: "admin" (an admin's credentials), "open" (anyone), "off".
+    metrics: str = "admin"
     # A database URL; empty means `database_path`. Kept out of repr: it may hold a password.
     database: str = dataclasses.field(default="", repr=False)
     # Whether admins may read and publish every package without being granted it.
@@ -309,6 +312,8 @@ def _validate(settings: Settings) -> Settings:
         raise UserError(f"Setting 'log_level' must be one of {', '.join(LOG_LEVELS)}")
     if settings.log_format.lower() not in LOG_FORMATS:
         raise UserError(f"Setting 'log_format' must be one of {', '.join(LOG_FORMATS)}")
+    if settings.metrics not in METRICS_MODES:
+        raise UserError(f"Setting 'metrics' must be one of {', '.join(METRICS_MODES)}")
     _check_hash_method(settings.password_hash)
     if settings.max_spool_bytes and settings.max_spool_bytes < settings.max_upload_size:
         raise UserError(

@@ -20,6 +20,7 @@ import peewee
 
 from minirepo.auth import PATH_TOKEN_KEY, Authenticator
 from minirepo.errors import ALWAYS_HEADERS, MinirepoError
+from minirepo.metrics import CACHED_PAGE, ROUTE_KEY
 from minirepo.permissions import Action, listing_filter, may
 from minirepo.services.index import Index
 from minirepo.services.repos import served_through
@@ -49,6 +50,7 @@ class FastPages:
             answer = self._answer(environ)
             if answer is not None:
                 status, headers, body = answer
+                environ[ROUTE_KEY] = CACHED_PAGE
                 start_response(_REASONS[status], [*headers, *ALWAYS_HEADERS])
                 return [] if method == "HEAD" else [body]
         return self.app(environ, start_response)

@@ -228,7 +228,9 @@ def _serve(settings: Settings) -> None:
     folder = open_for_serving(settings)
     app = create_app(settings, folder)
     try:
-        server = waitress_fixes.create_server(app, settings, app.extensions["minirepo.preflight"])
+        server = waitress_fixes.create_server(
+            app, settings, app.extensions["minirepo.preflight"], app.extensions["minirepo.spool"]
+        )
     except OSError as exc:
         raise listen_error(settings, exc) from exc
     # Not a create_server() keyword, but read from the shared adjustments at each accept.

@@ -494,8 +494,11 @@ def proxy_translation(settings: Settings) -> Callable[[dict[str, Any]], dict[str
     return translate
 
 
-def create_server(app: Any, settings: Settings, preflight: Preflight | None) -> Any:
-    """waitress's server for `app`, with minirepo's channel on every socket it listens on."""
+def create_server(
+    app: Any, settings: Settings, preflight: Preflight | None, budget: SpoolBudget
+) -> Any:
+    """waitress's server for `app`, with minirepo's channel on every socket it listens on.
+    The app holds `budget`, so `/-/health` and `/-/metrics` see what is spooled."""
     install()
     socket_map: dict[int, Any] = {}
     server = waitress.create_server(
@@ -521,7 +524,7 @@ def create_server(app: Any, settings: Settings, preflight: Preflight | None) -> 
     guard = Guard(
         settings=settings,
         preflight=preflight,
-        budget=SpoolBudget(settings.spool_limit),
+        budget=budget,
         executor=concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="minirepo-judge"),
         translate=proxy_translation(settings),
     )

@@ -9,6 +9,7 @@ from minirepo.cli import (
     ops,
     packages,
     repos,
+    setup_client,
     users,
 )
 from minirepo.cli.base import main
@@ -23,5 +24,6 @@ __all__ = [
     "ops",
     "packages",
     "repos",
+    "setup_client",
     "users",
 ]

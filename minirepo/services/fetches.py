@@ -84,6 +84,8 @@ ELSEWHERE = "elsewhere"
 STREAMING = "streaming"
 VERIFIED = "verified"
 FAILED = "failed"
+# What `on_event` hears of a job: STARTED, then how it ended (VERIFIED, FAILED, ELSEWHERE).
+STARTED = "started"
 
 
 class FetchFailed(Exception):
@@ -259,9 +261,12 @@ class Fetches:
         uploads: UploadService,
         settings: Settings,
         after_publish: Callable[[RepoInfo], None] = lambda repo: None,
+        on_event: Callable[[str], None] = lambda event: None,
     ) -> None:
-        """`after_publish`: run in the job's thread once a file is kept (eviction)."""
+        """`after_publish`: run in the job's thread once a file is kept (eviction).
+        `on_event`: told when a job starts and how it ended (`minirepo.metrics` counts)."""
         self._after_publish = after_publish
+        self._on_event = on_event
         self._database = database
         self._store = store
         self._uploads = uploads
@@ -391,6 +396,7 @@ class Fetches:
             job.fail("the server is shutting down")
             self._forget(job)
             raise
+        self._on_event(STARTED)
         future.add_done_callback(lambda done: self._cancelled(job, done))
         return job, fd
 
@@ -425,6 +431,7 @@ class Fetches:
                 job.fail(f"internal error while fetching: {type(exc).__name__}")
             finally:
                 job.fail("the fetch ended early")  # no effect on a finished job
+                self._on_event(job.state)  # before `_finish`: counted when wait_idle returns
                 self._finish(job)
                 self._database.close()
 
@@ -590,6 +597,7 @@ class Fetches:
         """A job the pool never ran (closed while it waited in the queue)."""
         if future.cancelled():
             job.fail("the server is shutting down")
+            self._on_event(job.state)
             self._forget(job)
 
     # -- the app's side -----------------------------------------------------------------
