@@ -417,17 +417,21 @@ SCHEMA2_DEAD_TOKENS = {
 }
 
 
-def test_schema2_tokens_work_or_fail_as_made(schema2: Served) -> None:
-    assert set(SCHEMA2_LIVE_TOKENS) | set(SCHEMA2_DEAD_TOKENS) == set(schema2.secrets["tokens"])
-    for name, (user, permission, repositories, projects) in SCHEMA2_LIVE_TOKENS.items():
-        answer = schema2.api("whoami", schema2.token(name))
+def assert_live_tokens(
+    served: Served, live: dict[str, tuple[str, str, list[str], list[str]]]
+) -> None:
+    """Each token answers `whoami` as its user, with the scope it was made with."""
+    for name, (user, permission, repositories, projects) in live.items():
+        answer = served.api("whoami", served.token(name))
         assert answer["user"] == user, name
         scope = answer["token"]
-        assert (scope["permission"], scope["repositories"], scope["projects"]) == (
-            permission,
-            repositories,
-            projects,
-        ), name
+        got = (scope["permission"], scope["repositories"], scope["projects"])
+        assert got == (permission, repositories, projects), name
+
+
+def test_schema2_tokens_work_or_fail_as_made(schema2: Served) -> None:
+    assert set(SCHEMA2_LIVE_TOKENS) | set(SCHEMA2_DEAD_TOKENS) == set(schema2.secrets["tokens"])
+    assert_live_tokens(schema2, SCHEMA2_LIVE_TOKENS)
     for name in SCHEMA2_DEAD_TOKENS:
         assert schema2.get("/-/api/whoami", schema2.token(name)).status_code == 401, name
     states = {token.prefix: token for token in accounts.list_tokens()}
@@ -1196,15 +1200,7 @@ SCHEMA4_LIVE_TOKENS: dict[str, tuple[str, str, list[str], list[str]]] = {
 
 def test_schema4_tokens_and_passwords_work_as_made(schema4: Served) -> None:
     assert set(SCHEMA4_LIVE_TOKENS) | {"bob_revoked"} == set(schema4.secrets["tokens"])
-    for name, (user, permission, repositories, projects) in SCHEMA4_LIVE_TOKENS.items():
-        answer = schema4.api("whoami", schema4.token(name))
-        assert answer["user"] == user, name
-        scope = answer["token"]
-        assert (scope["permission"], scope["repositories"], scope["projects"]) == (
-            permission,
-            repositories,
-            projects,
-        ), name
+    assert_live_tokens(schema4, SCHEMA4_LIVE_TOKENS)
     assert schema4.get("/-/api/whoami", schema4.token("bob_revoked")).status_code == 401
     states = {token.prefix: token for token in accounts.list_tokens()}
     assert states[schema4.secrets["tokens"]["bob_revoked"][:11]].state == "revoked"
