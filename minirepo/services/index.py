@@ -13,7 +13,7 @@ import datetime
 import logging
 import threading
 import time
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import peewee
 
@@ -34,6 +34,9 @@ from minirepo.services.repos import RepoInfo, info_of
 from minirepo.storage import BlobStore
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 __all__ = ["HTML", "HTML_V1", "JSON_V1", "Index", "Page", "StoredFile"]
 
@@ -58,6 +61,8 @@ class Index:
         # (group id, its generation, name) -> the member that answers: a recorded origin
         # only changes with the group's generation (`origin set`, new members).
         self._winners: dict[tuple[int, int, str], str] = {}
+        # (group id, its generation, name) -> whether the group merges it (`repo track`).
+        self._tracked: dict[tuple[int, int, str], bool] = {}
         # storage key -> (repository id, its generation) when this process withdrew it: a
         # file asked for again at that generation is not withdrawn (and written) again.
         self._withdrawn: dict[str, tuple[int, int]] = {}
@@ -115,21 +120,17 @@ class Index:
             )
             if name is None:
                 return None
-            with self._lock:
-                if len(self._winners) > 50_000:
-                    self._winners.clear()
-                self._winners[key] = name
+            _remember(self._lock, self._winners, key, name)
         return self.repo(name)
 
     def is_tracked(self, group: RepoInfo, normalized: str) -> bool:
         """Whether the group merges `normalized` across its members (`repo track`)."""
-        key = (group.id, group.generation, "tracked:" + normalized)
-        known = self._winners.get(key)
+        key = (group.id, group.generation, normalized)
+        known = self._tracked.get(key)
         if known is None:
-            known = "yes" if groups.is_tracked(group.id, normalized) else ""
-            with self._lock:
-                self._winners[key] = known
-        return known == "yes"
+            known = groups.is_tracked(group.id, normalized)
+            _remember(self._lock, self._tracked, key, known)
+        return known
 
     def tracked_page(
         self, members: list[RepoInfo], normalized: str, kind: str
@@ -374,3 +375,11 @@ class Index:
         if row is None:
             raise NotFound(f"No core metadata for {filename!r}")
         return bytes(row.content)
+
+
+def _remember(lock: threading.Lock, cache: dict[K, V], key: K, value: V) -> None:
+    """Store in a per-generation cache, emptied past 50 000 entries (old generations)."""
+    with lock:
+        if len(cache) > 50_000:
+            cache.clear()
+        cache[key] = value
