@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from typing import Any
+from typing import Any, BinaryIO
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
@@ -22,6 +22,7 @@ from werkzeug.wsgi import wrap_file
 
 from minirepo import errors, names
 from minirepo.errors import NotFound
+from minirepo.services.index import StoredFile
 from minirepo.services.repos import RepoInfo
 from minirepo.views.common import fetches, index, proxies, readable_source, repository, settings
 
@@ -52,10 +53,12 @@ def download(repo: str | None, project: str, filename: str) -> Response:
     if filename.endswith(".metadata"):
         return _metadata(info, project, filename.removesuffix(".metadata"))
     if info.is_proxy:
-        fetched = _fetched(info, project, filename)
-        if fetched is not None:
-            return fetched
-    handle, stored = index().open_file(info, project, filename)
+        opened = _proxied(info, project, filename)
+        if isinstance(opened, Response):
+            return opened
+        handle, stored = opened
+    else:
+        handle, stored = index().open_file(info, project, filename)
     try:
         response = Response(
             wrap_file(request.environ, handle),
@@ -76,12 +79,23 @@ def download(repo: str | None, project: str, filename: str) -> Response:
         raise
 
 
+def _proxied(repo: RepoInfo, project: str, filename: str) -> tuple[BinaryIO, StoredFile] | Response:
+    """A proxy's file: opened when it holds it (its use noted for the LRU order), else
+    streamed while it is fetched; opened after all when it was kept meanwhile."""
+    try:
+        opened = index().open_file(repo, project, filename)
+    except NotFound:
+        fetched = _fetched(repo, project, filename)
+        if fetched is not None:
+            return fetched
+        opened = index().open_file(repo, project, filename)
+    proxies().note_use(repo, filename)
+    return opened
+
+
 def _fetched(repo: RepoInfo, project: str, filename: str) -> Response | None:
-    """A proxy's file it does not hold yet, streamed while it is fetched (`fetches`);
-    None when it is held (or was published meanwhile): served like any stored file."""
-    if index().holds(repo, project, filename):
-        proxies().note_use(repo, filename)
-        return None
+    """A file the proxy does not hold, streamed while it is fetched (`fetches`); None
+    when another request kept it meanwhile."""
     entry = proxies().file_entry(repo, project, filename)
     if proxies().is_offline(repo):
         raise NotFound(f"offline: {filename} is not cached in {repo.name}")
@@ -99,10 +113,12 @@ def _fetched(repo: RepoInfo, project: str, filename: str) -> Response | None:
 
 
 def _metadata(repo: RepoInfo, project: str, filename: str) -> Response:
-    if repo.is_proxy and not index().holds(repo, project, filename):
-        content = proxies().core_metadata(repo, project, filename)
-    else:
+    try:
         content = index().core_metadata(repo, project, filename)
+    except NotFound:
+        if not repo.is_proxy:
+            raise
+        content = proxies().core_metadata(repo, project, filename)
     response = Response(content, content_type="text/plain; charset=utf-8")
     response.set_etag(hashlib.sha256(content).hexdigest())
     response.headers["Cache-Control"] = _cache_control(repo)

@@ -347,6 +347,10 @@ def test_two_hundred_downloads_cost_at_most_two_last_use_writes(
     for _ in range(200):
         download(client, url)
     assert services.proxies.last_use.writes - before <= 2
+    # The uses were noted all the same: written by the next flush (eviction forces one).
+    assert models.File.get(filename="requests-2.0-py3-none-any.whl").last_used is None
+    services.proxies.last_use.flush()
+    assert models.File.get(filename="requests-2.0-py3-none-any.whl").last_used is not None
 
 
 def test_bad_proxies_are_refused(app: Flask) -> None:
