@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 # grants, project owners and maintainers, token scope rows, tombstones, audit details.
 # 3: proxy and group repositories: upstreams, members, origins, tracked names.
 # 4: the proxies' cache: upstream pages and metadata, fetch jobs, files' last use.
-LATEST = 4
+# 5: hosted repositories' retention rules, applied daily by the server.
+LATEST = 5
 
 
 def version_of(database: Database) -> int | None:
@@ -198,8 +199,17 @@ def _to_v4(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
     handle.create_tables([models.CachedPage, models.CachedMetadata, models.FetchJob])
 
 
+def _to_v5(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
+    """Retention rules: existing repositories get none, so nothing is pruned."""
+    migrate.migrate(
+        migrator.add_column("repository", "retention", peewee.TextField(default="")),
+        migrator.add_column("repository", "retention_applied_at", peewee.DateTimeField(null=True)),
+    )
+
+
 STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None]], ...] = (
     (2, _to_v2),
     (3, _to_v3),
     (4, _to_v4),
+    (5, _to_v5),
 )

@@ -40,6 +40,10 @@ class Repository(BaseModel):
     proxy_options = peewee.TextField(default="{}")
     # The hosted member a group stores uploads in; none: the group takes no uploads.
     upload_to = peewee.ForeignKeyField("self", null=True, on_delete="SET NULL", backref="+")
+    # A hosted repository's retention rule as JSON (`services.retention.Rule`), "" for
+    # none, and when the server last applied it (it does so daily).
+    retention = peewee.TextField(default="")
+    retention_applied_at = peewee.DateTimeField(null=True)
 
 
 class GroupMember(BaseModel):

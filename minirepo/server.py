@@ -27,6 +27,7 @@ from minirepo.services.datafolder import (
     create_first_admin,
     open_for_serving,
 )
+from minirepo.services.housekeeping import Housekeeping
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +247,11 @@ def _serve(settings: Settings) -> None:
     urls = " and ".join(served_urls(settings))
     click.echo(f"minirepo is serving {urls} (data in {settings.data})")
     sys.stdout.flush()
+    housekeeping = Housekeeping(folder.database)
+    housekeeping.start()
     signal.signal(signal.SIGTERM, _stop)
     try:
         server.run()
     finally:
         server.close()
+        housekeeping.stop()

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import click
 import peewee
 
-from minirepo import __version__, config
-from minirepo.errors import MinirepoError
+from minirepo import __version__, config, units
+from minirepo.errors import MinirepoError, UserError
 from minirepo.services import datafolder
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,6 +25,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 def fail(message: str) -> None:
     click.echo(f"minirepo: {message}", err=True)
     sys.exit(1)
+
+
+def parse_days(option: str, value: str) -> float:
+    """Seconds; a plain number is days, as retention and grace periods are counted."""
+    try:
+        return units.parse_duration(value, "d")
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from exc
 
 
 def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:

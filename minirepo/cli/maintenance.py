@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import click
 
-from minirepo import units
-from minirepo.cli.base import main, pass_folder
-from minirepo.errors import UserError
+from minirepo.cli.base import main, parse_days, pass_folder
 from minirepo.services import gc, retention
 from minirepo.services.datafolder import DataFolder
+from minirepo.services.retention_rule import Rule
 from minirepo.units import format_size
-
-
-def _duration(option: str, value: str) -> float:
-    """A plain number is days: retention is counted in days."""
-    try:
-        return units.parse_duration(value, "d")
-    except ValueError as exc:
-        raise UserError(f"{option}: {exc}") from exc
 
 
 @main.command("gc")
@@ -38,7 +29,7 @@ def gc_command(folder: DataFolder, grace: str, dry_run: bool) -> None:
     Example:  minirepo gc --grace 30d
     """
     freed = gc.collect(
-        folder.store, folder.settings.data / "tmp", _duration("--grace", grace), dry_run=dry_run
+        folder.store, folder.settings.data / "tmp", parse_days("--grace", grace), dry_run=dry_run
     )
     verb = "would free" if dry_run else "freed"
     for item in freed:
@@ -75,9 +66,9 @@ def prune(
     \b
     Example:  minirepo prune main --keep 5 --older-than 30d --dev-only --dry-run
     """
-    rule = retention.Rule(
+    rule = Rule(
         keep=keep,
-        older_than=_duration("--older-than", older_than) if older_than is not None else None,
+        older_than=parse_days("--older-than", older_than) if older_than is not None else None,
         dev_only=dev_only,
     )
     pruned = retention.prune(repo_name, rule, dry_run=dry_run)

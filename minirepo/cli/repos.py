@@ -8,11 +8,12 @@ from typing import Any
 import click
 
 from minirepo import models, units
-from minirepo.cli.base import confirm, main, pass_folder
+from minirepo.cli.base import confirm, main, parse_days, pass_folder
 from minirepo.errors import UserError
-from minirepo.services import projects, repos
+from minirepo.services import projects, repos, retention
 from minirepo.services.datafolder import DataFolder
 from minirepo.services.proxy_options import ProxyOptions
+from minirepo.services.retention_rule import Rule
 
 
 def _repo_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -101,6 +102,55 @@ def _parsed_proxy_options(given: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+def _retention_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A hosted repository's retention rule, which the server applies daily; unset fields
+    stay as they are."""
+    options = (
+        click.option(
+            "--keep",
+            type=click.IntRange(0),
+            help="Retention: keep the newest N releases of each project.",
+        ),
+        click.option(
+            "--older-than",
+            help="Retention: only prune releases older than this (a number is days; 30d).",
+        ),
+        click.option(
+            "--dev-only/--all-releases",
+            default=None,
+            help="Retention: only prune .devN releases (create: all releases).",
+        ),
+        click.option("--no-retention", is_flag=True, help="Remove the retention rule."),
+    )
+    for option in options:
+        func = option(func)
+    return func
+
+
+def _retention_changes(
+    keep: int | None, older_than: str | None, dev_only: bool | None
+) -> dict[str, Any]:
+    return {
+        "keep": keep,
+        "older_than": parse_days("--older-than", older_than) if older_than is not None else None,
+        "dev_only": dev_only,
+    }
+
+
+def _describe_retention(name: str, rule: Rule) -> None:
+    """What a new rule means now: the first run removes these at once."""
+    if not rule.is_set:
+        click.echo(f"{name} has no retention rule: nothing is pruned by itself.")
+        return
+    doomed = retention.prune(name, rule, dry_run=True)
+    files = sum(len(release.files) for release in doomed)
+    click.echo(
+        f"Retention of {name}: {rule.describe()}. The server applies it within the hour, "
+        f"then daily; today it would prune {files} file(s) of {len(doomed)} release(s) "
+        f"(minirepo prune {name} --dry-run with the same options lists them)."
+    )
+
+
 @main.group()
 def repo() -> None:
     """Manage repositories.
@@ -179,6 +229,7 @@ def repo_create(
 @click.argument("name")
 @_repo_options
 @_proxy_options
+@_retention_options
 @pass_folder
 def repo_set(
     folder: DataFolder,
@@ -190,16 +241,27 @@ def repo_set(
     members: str | None,
     upload_to: str | None,
     upstream: str | None,
+    keep: int | None,
+    older_than: str | None,
+    dev_only: bool | None,
+    no_retention: bool,
     **proxy: Any,
 ) -> None:
     """Change a repository's settings; those not given stay as they are.
+
+    A hosted repository's retention rule (--keep, --older-than, --dev-only) is applied
+    by the server daily, as minirepo prune would: pruned files become tombstones.
 
     \b
     Examples:  minirepo repo set main --read authenticated
                minirepo repo set all --members main,team --upload-to ''
                minirepo repo set pypi-proxy --offline
+               minirepo repo set ci --keep 10 --older-than 30d --dev-only
     """
-    repos.update(
+    changes = _retention_changes(keep, older_than, dev_only)
+    if no_retention and any(value is not None for value in changes.values()):
+        raise UserError("--no-retention removes the rule: give it alone, not with its fields")
+    row = repos.update(
         name,
         read=read,
         overwrite=overwrite,
@@ -209,9 +271,13 @@ def repo_set(
         upload_to=upload_to,
         upstream=upstream,
         options=_parsed_proxy_options(proxy),
+        retention=changes,
+        no_retention=no_retention,
     )
     models.wait_counter_in_force()
     click.echo(f"Updated repository {name}.")
+    if no_retention or any(value is not None for value in changes.values()):
+        _describe_retention(name, Rule.from_json(row.retention))
 
 
 @repo.command("list")
@@ -222,7 +288,9 @@ def repo_list(folder: DataFolder) -> None:
     \b
     Example:  minirepo repo list
     """
-    click.echo("name\tkind\tread\toverwrite\tdefault-role\tprojects\tfiles\tbytes\tmembers")
+    click.echo(
+        "name\tkind\tread\toverwrite\tdefault-role\tprojects\tfiles\tbytes\tmembers\tretention"
+    )
     for item in repos.summaries():
         info = item.info
         members = ",".join(item.members) + (
@@ -232,7 +300,8 @@ def repo_list(folder: DataFolder) -> None:
             members = f"upstream {info.upstream}"
         click.echo(
             f"{info.name}\t{info.kind}\t{info.read}\t{info.overwrite}\t{info.default_role}\t"
-            f"{item.projects}\t{item.files}\t{item.bytes}\t{members or '-'}"
+            f"{item.projects}\t{item.files}\t{item.bytes}\t{members or '-'}\t"
+            f"{item.retention.describe() if item.retention.is_set else '-'}"
         )
 
 

@@ -20,6 +20,7 @@ from minirepo.errors import UserError
 from minirepo.permissions import ROLES
 from minirepo.services import audit, groups
 from minirepo.services.proxy_options import ProxyOptions, check_url, options_of
+from minirepo.services.retention_rule import Rule
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class RepoSummary:
     files: int
     bytes: int
     members: tuple[str, ...] = ()
+    retention: Rule = dataclasses.field(default_factory=Rule)
 
 
 def upload_target_name(row: models.Repository) -> str | None:
@@ -181,6 +183,8 @@ def _describe(row: models.Repository) -> str:
         text += f" upload-to={upload_target_name(row) or '-'}"
     if row.kind == "proxy":
         text += f" upstream={row.upstream} options={row.proxy_options}"
+    if row.retention:
+        text += f" retention={Rule.from_json(row.retention).describe()}"
     return text
 
 
@@ -195,11 +199,14 @@ def update(
     upload_to: str | None = None,
     upstream: str | None = None,
     options: dict[str, Any] | None = None,
+    retention: dict[str, Any] | None = None,
+    no_retention: bool = False,
     actor: str = "cli",
 ) -> models.Repository:
     """Change what is given; the pages of the repository change at once (generation).
     `upload_to` "" clears a group's upload target; `options` holds the proxy options
-    to change (None values are left alone)."""
+    and `retention` the retention rule's fields to change (None values are left alone);
+    `no_retention` removes the rule."""
     _check_settings(read, overwrite, default_role)
     with write_transaction():
         row = get(name)
@@ -223,6 +230,8 @@ def update(
                 row.upstream = check_url(upstream)
             current_options = options_of(row.proxy_options)
             row.proxy_options = current_options.replaced(**(options or {})).to_json()
+        if no_retention or any(value is not None for value in (retention or {}).values()):
+            _set_retention(row, None if no_retention else retention)
         for field, value in (
             ("read", read),
             ("overwrite", overwrite),
@@ -238,6 +247,18 @@ def update(
         models.bump_counter(models.AUTH_COUNTER)
     models.forget_counters()
     return row
+
+
+def _set_retention(row: models.Repository, changes: dict[str, Any] | None) -> None:
+    """A changed rule runs at the server's next hourly look, then daily."""
+    if row.kind != "hosted":
+        hint = " (a proxy: --cache-max, minirepo cache prune)" if row.kind == "proxy" else ""
+        raise UserError(
+            f"{row.name} is a {row.kind}: retention rules are for hosted repositories{hint}"
+        )
+    rule = Rule() if changes is None else Rule.from_json(row.retention).replaced(**changes)
+    row.retention = rule.to_json()
+    row.retention_applied_at = None
 
 
 def summaries() -> list[RepoSummary]:
@@ -261,6 +282,7 @@ def summaries() -> list[RepoSummary]:
             projects.get(row.id, 0),
             *files.get(row.id, (0, 0)),
             tuple(groups.member_names(row.id)) if row.kind == "group" else (),
+            Rule.from_json(row.retention),
         )
         for row in repositories
     ]

@@ -5,12 +5,16 @@ keeps the newest `keep` releases of each project and anything younger than `olde
 the rest become tombstones, exactly as a delete by hand would (names stay burned, each
 file audited, blobs freed by `minirepo gc` after its grace). `dev_only` applies the rule
 to `.devN` releases alone, so final releases are never touched.
+
+A repository's own rule (`minirepo repo set REPO --keep N`) is applied by the server once a
+day (`apply_due`, called by `services.housekeeping`), under the actor `retention`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 from collections import defaultdict
 
 from packaging.version import InvalidVersion, Version
@@ -20,21 +24,13 @@ from minirepo.db import rows, write_transaction
 from minirepo.errors import UserError
 from minirepo.services import audit, repos
 from minirepo.services.pages import version_key
+from minirepo.services.retention_rule import Rule
 
+log = logging.getLogger(__name__)
 
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    keep: int | None = None  # the newest releases of each project kept whatever their age
-    older_than: float | None = None  # seconds; younger releases are kept
-    dev_only: bool = False
-
-    def describe(self) -> str:
-        parts = [f"keep {self.keep}"] if self.keep is not None else []
-        if self.older_than is not None:
-            parts.append(f"older than {self.older_than / 86400:g} days")
-        if self.dev_only:
-            parts.append("dev releases only")
-        return ", ".join(parts)
+# How often a repository's own rule runs.
+PERIOD = datetime.timedelta(days=1)
+ACTOR = "retention"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +46,7 @@ class Pruned:
 
 def prune(repo_name: str, rule: Rule, *, dry_run: bool = False, actor: str = "cli") -> list[Pruned]:
     """The releases the rule removes; with `dry_run`, nothing changes."""
-    if rule.keep is None and rule.older_than is None:
-        raise UserError("Say what to prune: --keep N, --older-than AGE, or both")
+    rule.check()
     repo = repos.info_of(repos.get(repo_name))
     if repo.is_proxy or repo.is_group:
         raise UserError(
@@ -62,6 +57,51 @@ def prune(repo_name: str, rule: Rule, *, dry_run: bool = False, actor: str = "cl
     if doomed and not dry_run:
         _bury(repo.id, repo_name, doomed, rule, actor)
     return doomed
+
+
+def apply_due() -> dict[str, list[Pruned]]:
+    """Apply each hosted repository's rule not applied in the last day; what it pruned.
+
+    A repository is claimed (its `retention_applied_at` moved to now) before it is pruned,
+    in a transaction of its own: of several processes serving one database, one prunes.
+    A rule that fails is logged and tried again the next day, not at every call.
+    """
+    now = models.utcnow()
+    due = models.Repository.retention_applied_at.is_null() | (
+        models.Repository.retention_applied_at < now - PERIOD
+    )
+    candidates = rows(
+        models.Repository.select(models.Repository.id, models.Repository.name)
+        .where((models.Repository.kind == "hosted") & (models.Repository.retention != "") & due)
+        .order_by(models.Repository.name)
+        .tuples()
+    )
+    done: dict[str, list[Pruned]] = {}
+    for repo_id, name in candidates:
+        with write_transaction():
+            claimed = (
+                models.Repository.update(retention_applied_at=now)
+                .where((models.Repository.id == repo_id) & due)
+                .execute()
+            )
+            rule = Rule.from_json(models.Repository.get_by_id(repo_id).retention)
+        if not claimed or not rule.is_set:
+            continue
+        try:
+            done[name] = prune(name, rule, actor=ACTOR)
+        except (UserError, ValueError) as exc:
+            log.warning("retention of %s not applied: %s", name, exc)
+            continue
+        files = sum(len(release.files) for release in done[name])
+        if files:
+            log.info(
+                "retention (%s) pruned %d file(s) of %d release(s) in %s",
+                rule.describe(),
+                files,
+                len(done[name]),
+                name,
+            )
+    return done
 
 
 def _releases(repo_id: int) -> dict[str, list[Pruned]]:

@@ -19,8 +19,10 @@ from flask.testing import FlaskClient
 from minirepo import models
 from minirepo.cli import main
 from minirepo.config import Settings
-from minirepo.services import accounts, gc, projects, repos
+from minirepo.services import accounts, gc, projects, repos, retention
 from minirepo.services.container import Services
+from minirepo.services.housekeeping import Housekeeping
+from minirepo.services.retention_rule import Rule
 from minirepo.storage import blob_key
 from tests.conftest import basic
 from tests.helpers.backends import BACKENDS, backend_settings, served
@@ -276,3 +278,103 @@ def test_prune_refuses_groups(app: Flask) -> None:
     result = run_cli(app, "prune", "all", "--keep", "1")
     assert result.exit_code == 1
     assert "all is a group: only hosted repositories are pruned" in result.output
+
+
+# --- a repository's own retention rule ----------------------------------------------------
+
+
+def retention_events() -> set[tuple[str, str]]:
+    audited = models.Event.select().where(models.Event.action == "prune")
+    return {(row.actor, row.filename) for row in audited}
+
+
+def test_a_repositorys_rule_is_applied_once_a_day(
+    app: Flask, client: FlaskClient, tmp_path: Path
+) -> None:
+    upload_versions(client, tmp_path, "1.0", "1.1", "2.0")
+    result = run_cli(app, "repo", "set", "main", "--keep", "1")
+    assert result.exit_code == 0, result.output
+    assert "Retention of main: keep 1." in result.output
+    assert "today it would prune 2 file(s) of 2 release(s)" in result.output
+    assert versions(client, "ci-tool") == ["1.0", "1.1", "2.0"]  # the server prunes, later
+    listed = run_cli(app, "repo", "list").output.splitlines()
+    assert listed[0].endswith("\tmembers\tretention")
+    assert next(line for line in listed if line.startswith("main\t")).endswith("\tkeep 1")
+
+    assert [release.version for release in retention.apply_due()["main"]] == ["1.1", "1.0"]
+    assert versions(client, "ci-tool") == ["2.0"]
+    assert retention_events() == {
+        ("retention", "ci_tool-1.0-py3-none-any.whl"),
+        ("retention", "ci_tool-1.1-py3-none-any.whl"),
+    }
+    assert upload(client, wheel(tmp_path, "ci-tool", "3.0")) == 200
+    assert retention.apply_due() == {}  # not again the same day
+    assert versions(client, "ci-tool") == ["2.0", "3.0"]
+    a_day_ago = models.utcnow() - retention.PERIOD - datetime.timedelta(minutes=1)
+    models.Repository.update(retention_applied_at=a_day_ago).execute()
+    assert [release.version for release in retention.apply_due()["main"]] == ["2.0"]
+    assert versions(client, "ci-tool") == ["3.0"]
+
+
+def test_repo_set_changes_fields_of_the_rule_and_removes_it(app: Flask) -> None:
+    def rule() -> Rule:
+        return Rule.from_json(repos.get("main").retention)
+
+    assert run_cli(app, "repo", "set", "main", "--keep", "2").exit_code == 0
+    models.Repository.update(retention_applied_at=models.utcnow()).execute()
+    assert run_cli(app, "repo", "set", "main", "--older-than", "30", "--dev-only").exit_code == 0
+    assert rule() == Rule(keep=2, older_than=30 * 86400.0, dev_only=True)
+    assert repos.get("main").retention_applied_at is None  # a changed rule runs at once
+    assert run_cli(app, "repo", "set", "main", "--all-releases").exit_code == 0
+    assert rule() == Rule(keep=2, older_than=30 * 86400.0)
+    result = run_cli(app, "repo", "set", "main", "--no-retention")
+    assert "main has no retention rule: nothing is pruned by itself." in result.output
+    assert repos.get("main").retention == ""
+    assert retention.apply_due() == {}
+    details = [
+        row.detail
+        for row in models.Event.select().where(models.Event.action == "repo set")
+        if "retention" in row.detail
+    ]
+    assert details[0].endswith(
+        "-> read=anonymous overwrite=never default-role=uploader retention=keep 2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["main", "--dev-only"], "Say what to prune: --keep N, --older-than AGE, or both"),
+        (["main", "--no-retention", "--keep", "1"], "--no-retention removes the rule"),
+        (["main", "--older-than", "soon"], "--older-than: 'soon' is not a duration"),
+        (["all", "--keep", "1"], "all is a group: retention rules are for hosted repositories"),
+    ],
+)
+def test_repo_set_refuses_a_rule_it_cannot_keep(app: Flask, args: list[str], message: str) -> None:
+    repos.create("all", kind="group", members=["main", "team"])
+    result = run_cli(app, "repo", "set", *args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert {row.retention for row in models.Repository.select()} == {""}
+
+
+def test_housekeeping_applies_rules_and_survives_a_failure(
+    app: Flask,
+    client: FlaskClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    upload_versions(client, tmp_path, "1.0", "2.0")
+    repos.update("main", retention={"keep": 1})
+    services: Services = app.extensions["minirepo"]
+    housekeeping = Housekeeping(services.folder.database)
+    housekeeping.run_once()
+    assert versions(client, "ci-tool") == ["2.0"]
+
+    def broken() -> None:
+        raise RuntimeError("the disk is gone")
+
+    monkeypatch.setattr(retention, "apply_due", broken)
+    housekeeping.run_once()
+    assert "housekeeping failed; trying again in 3600 s" in caplog.text

@@ -36,7 +36,15 @@ from minirepo import migrations, models
 from minirepo.app import create_app
 from minirepo.config import Settings
 from minirepo.errors import UserError
-from minirepo.services import accounts, cache, datafolder, groups, integrity, repos
+from minirepo.services import (
+    accounts,
+    cache,
+    datafolder,
+    groups,
+    integrity,
+    repos,
+    retention,
+)
 from minirepo.services.container import Services
 from minirepo.services.proxy_options import DAY, ProxyOptions, options_of
 from minirepo.upstream import Upstream
@@ -1221,6 +1229,21 @@ def test_schema4_tokens_and_passwords_work_as_made(schema4: Served) -> None:
     # scoped to main: team (private) is not there for it, though bob uploads there
     assert schema4.upload("team", Dist("bob-new", "1.0"), schema4.token("bob_main")) == 404
     assert schema4.upload("team", Dist("teamlib", "2.0"), schema4.token("alice_team")) == 200
+
+
+def test_schema5_adds_no_retention_rule_and_takes_one(schema4: Served) -> None:
+    """Schema 5 gives repositories retention rules: the upgrade sets none, so the first
+    daily run prunes nothing; a rule set afterwards runs as on a new folder."""
+    stored = {
+        row.name: (row.retention, row.retention_applied_at) for row in models.Repository.select()
+    }
+    assert stored == dict.fromkeys(SCHEMA4_REPOS, ("", None))
+    assert retention.apply_due() == {}
+    assert models.Tombstone.select().where(models.Tombstone.reason == "pruned").count() == 0
+    repos.update("team", retention={"keep": 1})
+    pruned = retention.apply_due()["team"]
+    assert [(release.project, release.version) for release in pruned] == [("teamlib", "1.0")]
+    assert schema4.versions("/team/simple/teamlib/", schema4.password("alice")) == ["1.1"]
 
 
 # The PostgreSQL schema an upgrade leaves, as the catalog describes it: columns, their

@@ -117,6 +117,23 @@ class Server:
         lines = self.log.read_text().splitlines(keepends=True)
         return "".join(line for line in lines if " minirepo.access: " not in line)[-4000:]
 
+    def wait_for_log(self, text: str, timeout: float = 15) -> str:
+        """The first line of the server's log holding `text`, polled for up to `timeout`
+        seconds; fails at once, with the log, if the server exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None  # before the read: its last lines count
+            log = self.log.read_text()
+            found = next((line for line in log.splitlines() if text in line), None)
+            if found is not None:
+                return found
+            if exited:
+                raise AssertionError(f"the server exited ({self.proc.returncode}) first:\n{log}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {text!r} within {timeout} s:\n{log}")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=0.05)
+
 
 def wait_answering(
     url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30, pause: float = 0.05
