@@ -26,14 +26,16 @@ from minirepo.config import Settings
 from minirepo.credentials import (
     MAX_PASSWORD_LENGTH,
     TOKEN_USERNAME,
+    can_verify,
     hash_password,
     is_known_hash,
     is_token,
+    needs_rehash,
     token_digest,
     verify_password,
 )
 from minirepo.crosssite import SAFE_METHODS
-from minirepo.db import rows, write_transaction
+from minirepo.db import database, rows, write_transaction
 from minirepo.errors import Forbidden, MinirepoError, RepositoryNotFound, Unauthorized
 from minirepo.limiter import FailureLimiter
 from minirepo.permissions import (
@@ -345,16 +347,51 @@ class Authenticator:
         else:
             self._verified.pop(cache_key, None)
             stored = account.password_hash if account is not None else self._dummy_hash()
-            # A hash werkzeug cannot read still costs a KDF run: no shortcut to probe for.
-            known = is_known_hash(stored)
-            is_valid = verify_password(stored if known else self._dummy_hash(), password) and known
+            # Every check costs a KDF run, whatever the hash: no shortcut to probe for. An
+            # imported hash ({SHA} is fast) pads a failure with the dummy run; a success
+            # pays for ours when it replaces the imported one.
+            if is_known_hash(stored):
+                is_valid = verify_password(stored, password)
+            else:
+                is_valid = can_verify(stored) and verify_password(stored, password)
+                if not is_valid:
+                    verify_password(self._dummy_hash(), password)
         if account is None or not is_valid or account.disabled:
             return False
-        if not from_cache:
-            if len(self._verified) >= MAX_CACHED_LOGINS:
-                self._verified.clear()
-            expiry = time.monotonic() + self.settings.auth_cache_seconds
-            self._verified[cache_key] = (expiry, account.password_hash)
+        if from_cache:
+            return True
+        if needs_rehash(account.password_hash) and not self._rehash(account, password):
+            return True  # not remembered: the next check tries to replace it again
+        if len(self._verified) >= MAX_CACHED_LOGINS:
+            self._verified.clear()
+        expiry = time.monotonic() + self.settings.auth_cache_seconds
+        self._verified[cache_key] = (expiry, account.password_hash)
+        return True
+
+    def _rehash(self, account: models.User, password: str) -> bool:
+        """Replace an imported hash with ours once a login proves its password; True if
+        done. The KDF runs before the write, which swaps the hash only if it is still the
+        imported one (a `user passwd` meanwhile wins). Inside a transaction (an upload
+        re-proving its caller) it waits for the next login."""
+        if database.in_transaction():
+            return False
+        imported = account.password_hash
+        ours = hash_password(password, self.settings.password_hash)
+        try:
+            with write_transaction():
+                changed = (
+                    models.User.update(password_hash=ours)
+                    .where((models.User.id == account.id) & (models.User.password_hash == imported))
+                    .execute()
+                )
+        except peewee.OperationalError as exc:
+            # The login stands; the next one tries again.
+            log.info("could not replace the imported password hash of %s: %s", account.name, exc)
+            return False
+        if not changed:
+            return False
+        account.password_hash = ours
+        log.info("replaced the imported password hash of %s with our own", account.name)
         return True
 
 

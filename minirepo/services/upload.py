@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import hmac
 import json
@@ -159,13 +160,18 @@ def check_form(form: UploadForm, settings: Settings) -> Checked:
     if form.filetype and form.filetype != dist.packagetype:
         raise InvalidUpload(f"Form filetype {form.filetype!r} does not match {dist.filename!r}")
     content = form.content
-    if content.size == 0:
-        raise InvalidUpload(f"Invalid file {dist.filename!r}: it is empty")
     for field, sent in form.digests.items():
         # Bytes, not str: compare_digest raises TypeError on non-ASCII text (a 500).
         expected = content.digest(field).encode()
         if sent and not hmac.compare_digest(sent.strip().lower().encode(), expected):
             raise InvalidUpload(f"The {field} supplied does not match the uploaded file")
+    return check_file(dist, content, settings)
+
+
+def check_file(dist: dists.DistFilename, content: SpoolFile, settings: Settings) -> Checked:
+    """The archive's checks, for an upload's file part and an imported file alike."""
+    if content.size == 0:
+        raise InvalidUpload(f"Invalid file {dist.filename!r}: it is empty")
     try:
         metadata = dists.read_core_metadata(
             content.path,
@@ -197,9 +203,15 @@ class UploadService:
         uploader: Uploader,
         remote_addr: str,
         authorize: Authorize,
+        *,
+        uploaded: datetime.datetime | None = None,
+        action: str = "upload",
     ) -> int | None:
         """Store the file; returns the repository's new generation, None if already stored
         (and sound: the same bytes again repair a damaged or withdrawn copy, `repair`).
+
+        `uploaded` (naive UTC, as stored; default now) and the audit `action` are an
+        import's: the file keeps the time it was first uploaded elsewhere.
 
         The blob is linked into place before the transaction (no disk work under the
         database lock); a failed transaction removes it again unless a row names it.
@@ -218,7 +230,9 @@ class UploadService:
                     return restored.get(repo.name)
                 if isinstance(replaced, models.File):
                     _tombstone(repo, replaced, uploader.name, "replaced")
-                self._insert_rows(repo, checked, uploader, remote_addr, key, project)
+                self._insert_rows(
+                    repo, checked, uploader, remote_addr, key, project, uploaded, action
+                )
                 generation = _bump_generation(repo.id)
         except BaseException:
             if created_blob and not is_referenced(key):
@@ -284,6 +298,8 @@ class UploadService:
         remote_addr: str,
         key: str,
         existing: ProjectInfo | None,
+        uploaded: datetime.datetime | None,
+        action: str,
     ) -> None:
         dist, metadata, content = checked.dist, checked.metadata, checked.content
         if existing is not None:
@@ -321,6 +337,7 @@ class UploadService:
             metadata_sha256=metadata.sha256 if advertised else None,
             uploader=uploader.user_id,
             storage_key=key,
+            upload_time=uploaded or models.utcnow(),
         )
         if advertised:
             models.FileMetadata.create(file=stored, content=metadata.raw)
@@ -330,7 +347,7 @@ class UploadService:
             ).on_conflict_ignore().execute()
         audit.record(
             uploader.name,
-            "upload",
+            action,
             repository=repo.name,
             project=dist.normalized,
             filename=dist.filename,
