@@ -38,7 +38,7 @@ def import_group() -> None:
     "--owner",
     metavar="USER",
     help="Record USER as the uploader of every file and the owner of each new project "
-    "(default: none; then only the repository's owners and admins add versions).",
+    "(default: none). The htpasswd accounts maintain every imported project either way.",
 )
 @pass_folder
 def import_pypiserver_cmd(

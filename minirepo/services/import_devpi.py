@@ -15,12 +15,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from packaging.utils import canonicalize_name
-
 from minirepo import models, names
 from minirepo.db import rows
 from minirepo.errors import UserError
-from minirepo.services import importing, projects, repos
+from minirepo.services import importing, repos
 from minirepo.services.datafolder import DataFolder
 from minirepo.services.devpi_export import (
     ANONYMOUS,
@@ -280,7 +278,7 @@ def _import_index(
     created = _ensure_repo(repo, index, access)
     outcome = RepoOutcome(index.name, repo, created, grants=access.grants)
     report.notes.extend(access.notes)
-    _grant(repo, access.grants)
+    importing.grant_missing(repo, access.grants, actor=ACTOR)
     files = []
     for item in index.files:
         if item.is_distribution:
@@ -302,7 +300,7 @@ def _import_index(
     outcome.imported = len(report.imported) - before[0]
     outcome.skipped = len(report.skipped) - before[1]
     outcome.refused = len(report.refused) - before[2]
-    _add_maintainers(repo, access.uploaders, {f.project for f in index.files})
+    importing.add_maintainers(repo, access.uploaders, {f.project for f in index.files}, actor=ACTOR)
     return outcome
 
 
@@ -320,31 +318,6 @@ def _ensure_repo(name: str, index: DevpiIndex, access: Access) -> bool:
         actor=ACTOR,
     )
     return True
-
-
-def _grant(repo: str, grants: tuple[tuple[str, str], ...]) -> None:
-    """Grants a user has no role in `repo` yet: a rerun never changes a role set here."""
-    existing = {user for _, user, _ in repos.grants(repo)}
-    for user, role in grants:
-        if user not in existing:
-            repos.grant(user, repo, role, actor=ACTOR)
-
-
-def _add_maintainers(repo: str, uploaders: tuple[str, ...], project_names: set[str]) -> None:
-    row = repos.get(repo)
-    query = models.User.select(models.User.id, models.User.name).where(
-        models.User.name.in_(list(uploaders))
-    )
-    ids = {str(name): int(user_id) for user_id, name in rows(query.tuples())}
-    for project in sorted(project_names):
-        info = projects.info(row.id, canonicalize_name(project))
-        if info is None:  # none of its files was imported
-            continue
-        for user in uploaders:
-            user_id = ids.get(user)
-            if user_id is None or user_id == info.owner_id or user_id in info.maintainer_ids:
-                continue
-            projects.add_maintainer(repo, info.normalized, user, actor=ACTOR)
 
 
 def _group(
@@ -370,5 +343,5 @@ def _group(
         description=f"devpi index {index} with its bases",
         actor=ACTOR,
     )
-    _grant(name, next(o.grants for o in outcomes if o.index == index))
+    importing.grant_missing(name, next(o.grants for o in outcomes if o.index == index), actor=ACTOR)
     return GroupOutcome(index, name, members, upload_to, "created")

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from minirepo import dists
 from minirepo.errors import UserError
 from minirepo.services import accounts, importing
 from minirepo.services.datafolder import DataFolder
@@ -126,7 +127,9 @@ def plan(packages: Path, *, htpasswd: Path | None, repo: str, owner: str | None 
 def run(
     folder: DataFolder, planned: Plan, progress: Callable[[int], None] | None = None
 ) -> ImportReport:
-    """The accounts first, then the files."""
+    """The accounts first, then the files, then the accounts' rights: pypiserver let
+    every account upload to any project, so each becomes an uploader of the repository
+    and a maintainer of every project the import brought."""
     report = ImportReport(ignored=list(planned.found.ignored))
     import_users(planned.users, report)
     importing.import_files(
@@ -137,5 +140,13 @@ def run(
         actor=ACTOR,
         report=report,
         progress=progress,
+    )
+    users = [entry.name for entry in planned.users if entry.name in report.users_created]
+    importing.grant_missing(planned.repo, [(user, "uploader") for user in users], actor=ACTOR)
+    importing.add_maintainers(
+        planned.repo,
+        users,
+        {dists.parse_filename(name).normalized for name in report.imported},
+        actor=ACTOR,
     )
     return report

@@ -14,15 +14,17 @@ import datetime
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from minirepo import credentials, dists, models
 from minirepo.config import Settings
-from minirepo.db import write_transaction
+from minirepo.db import rows, write_transaction
 from minirepo.errors import BadRequest, FileExists, Forbidden, TooLarge, UserError
 from minirepo.permissions import ProjectInfo
-from minirepo.services import accounts, groups, repos
+from minirepo.services import accounts, groups, projects, repos
 from minirepo.services.repos import RepoInfo
 from minirepo.services.upload import SpoolFile, Uploader, UploadService, check_file
 from minirepo.storage import BlobStore
@@ -214,3 +216,32 @@ def import_user(
         report.to_reset.append((name, note_if_unusable or "its password hash cannot be read"))
     elif not credentials.can_verify(stored):
         report.to_reset.append((name, credentials.unverifiable_note(stored)))
+
+
+def grant_missing(repo: str, grants: Iterable[tuple[str, str]], *, actor: str) -> None:
+    """Grants a user has no role in `repo` yet: a rerun never changes a role set here."""
+    existing = {user for _, user, _ in repos.grants(repo)}
+    for user, role in grants:
+        if user not in existing:
+            repos.grant(user, repo, role, actor=actor)
+
+
+def add_maintainers(
+    repo: str, uploaders: Sequence[str], project_names: Iterable[str], *, actor: str
+) -> None:
+    """Make `uploaders` maintainers of each project named, as the other index let them
+    upload to any project (its owner and existing maintainers are left as they are)."""
+    row = repos.get(repo)
+    query = models.User.select(models.User.id, models.User.name).where(
+        models.User.name.in_(list(uploaders))
+    )
+    ids = {str(name): int(user_id) for user_id, name in rows(query.tuples())}
+    for project in sorted(project_names):
+        info = projects.info(row.id, canonicalize_name(project))
+        if info is None:  # none of its files was imported
+            continue
+        for user in uploaders:
+            user_id = ids.get(user)
+            if user_id is None or user_id == info.owner_id or user_id in info.maintainer_ids:
+                continue
+            projects.add_maintainer(repo, info.normalized, user, actor=actor)

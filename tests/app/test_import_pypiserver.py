@@ -18,12 +18,15 @@ from flask import Flask
 from minirepo import credentials, models
 from minirepo.cli import main
 from minirepo.config import Settings
+from minirepo.services import accounts
 from tests.conftest import basic
 from tests.helpers.backends import BACKENDS, backend_settings, served
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
+from tests.helpers.serverproc import FAST_HASH
 
 ALICE_PASSWORD = "alice-password-1"  # {SHA}
 BOB_PASSWORD = "bob-password-1"  # bcrypt
+DAVE_PASSWORD = "dave-password-1"  # an account made here, not imported
 MTIME = datetime.datetime(2022, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
 
 
@@ -157,5 +160,16 @@ def test_owner_takes_the_imported_projects(
     project = models.Project.get(models.Project.normalized == "demo-pkg")
     assert project.owner.name == "alice"
     assert {row.uploader.name for row in models.File.select()} == {"alice"}
-    assert upload_as(app, tmp_path, "bob", BOB_PASSWORD, Dist("demo-pkg", "1.1")) == 403
     assert upload_as(app, tmp_path, "alice", ALICE_PASSWORD, Dist("demo-pkg", "1.1")) == 200
+    # pypiserver let every account upload anything: its accounts maintain what came in...
+    maintainers = models.ProjectMaintainer.select().join(models.User)
+    assert {(row.project.normalized, row.user.name) for row in maintainers} == {
+        ("demo-pkg", "bob"),
+        ("demo-pkg", "carol"),
+        ("team-tool", "bob"),
+        ("team-tool", "carol"),
+    }
+    assert upload_as(app, tmp_path, "bob", BOB_PASSWORD, Dist("demo-pkg", "1.2")) == 200
+    # ...and an account made here does not
+    accounts.add_user("dave", DAVE_PASSWORD, method=FAST_HASH)
+    assert upload_as(app, tmp_path, "dave", DAVE_PASSWORD, Dist("demo-pkg", "1.3")) == 403
