@@ -50,6 +50,10 @@ class Settings:
     threads: int = 8
     connection_limit: int = 100
     channel_timeout: int = 120
+    # On SIGTERM or Ctrl-C, how long requests in flight (an upload still arriving) may take
+    # to finish before they are cut (`minirepo.shutdown`); 0 cuts them at once. Below the
+    # systemd unit's TimeoutStopSec.
+    stop_timeout: int = 60
     # The defences of a server on a shared LAN (README, "Security"; waitress_fixes.py).
     header_timeout: int = 10
     max_idle_connections_per_address: int = 20
@@ -126,7 +130,13 @@ FIELDS = {
 # Settings whose values are sizes or durations (`minirepo.units`); a plain number is in
 # bytes or seconds, as it was before units were accepted.
 SIZES = ("max_upload_size", "max_metadata_size", "max_spool_bytes")
-WHOLE_SECONDS = ("channel_timeout", "header_timeout", "auth_cache_seconds", "login_failure_window")
+WHOLE_SECONDS = (
+    "channel_timeout",
+    "header_timeout",
+    "stop_timeout",
+    "auth_cache_seconds",
+    "login_failure_window",
+)
 SECONDS = ("busy_timeout", "page_cache_seconds")
 # The forwarding headers waitress can read from a trusted proxy (its KNOWN_PROXY_HEADERS).
 PROXY_HEADERS = frozenset(

@@ -5,17 +5,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
-import signal
 import socket
 import sys
 import urllib.parse
 from pathlib import Path
-from types import FrameType
 
 import click
 from waitress.adjustments import Adjustments
 
-from minirepo import accesslog, config, models, netaddrs, waitress_fixes
+from minirepo import accesslog, config, models, netaddrs, shutdown, waitress_fixes
 from minirepo.app import create_app
 from minirepo.config import WILDCARD_HOSTS, Settings
 from minirepo.errors import UserError
@@ -209,10 +207,6 @@ def limit_malloc_arenas() -> None:
     mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
 def run(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     limit_malloc_arenas()
@@ -249,9 +243,7 @@ def _serve(settings: Settings) -> None:
     sys.stdout.flush()
     housekeeping = Housekeeping(folder.database)
     housekeeping.start()
-    signal.signal(signal.SIGTERM, _stop)
     try:
-        server.run()
+        shutdown.GracefulServer(server, settings.stop_timeout).serve()
     finally:
-        server.close()
         housekeeping.stop()

@@ -29,6 +29,8 @@ subclassed here, for each server `create_server` makes, and nowhere else:
   size from `max_spool_bytes`; past it the answer is 503 with Retry-After. waitress's own
   413 for a too large Content-Length names the limit and its setting.
 - Every answer waitress makes itself carries `X-Content-Type-Options: nosniff`.
+- Stopping: waitress's `run()` drops every connection on SIGTERM; `minirepo.shutdown` runs
+  the loop instead and lets the requests each channel says are in flight finish.
 """
 
 from __future__ import annotations
@@ -294,6 +296,15 @@ class GuardedChannel(channel.HTTPChannel):  # type: ignore[misc]
             and self.judging is None
             and (self.request is None or not self.request.headers_finished)
         )
+
+    def in_flight(self) -> int:
+        """The requests a stopping server waits for (`minirepo.shutdown`): received and
+        queued or being answered, plus one whose bytes have begun to arrive; an answer still
+        being sent or a refused body being drained counts as one. 0: idle, closed at once."""
+        count = len(self.requests) + (self.request is not None)
+        if not count and (self.total_outbufs_len or self.drain_until is not None):
+            return 1
+        return count
 
     def _cap_waiting(self) -> None:
         """On accept: past a cap, close the oldest waiting connection, never the new one (a
