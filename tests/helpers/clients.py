@@ -24,9 +24,26 @@ def twine_upload(
     password: str,
     url: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    return twine_upload_to(url or f"{server.url}/", env, files, user, password)
+
+
+def twine_upload_to(
+    url: str, env: dict[str, str], files: list[Path], user: str, password: str
+) -> subprocess.CompletedProcess[str]:
+    """`twine upload` to any index's upload URL (minirepo's, or pypiserver's or devpi's)."""
     cmd = [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"]
-    cmd += ["--repository-url", url or f"{server.url}/", "-u", user, "-p", password]
+    cmd += ["--repository-url", url, "-u", user, "-p", password]
     return run(cmd + [str(path) for path in files], env)
+
+
+def pip_install_into(
+    target: Path, index_url: str, requirement: str, env: dict[str, str]
+) -> set[str]:
+    """`pip install --target` from one index; what landed there (fails with pip's output)."""
+    cmd = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target)]
+    result = run([*cmd, "--index-url", index_url, requirement], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return installed(target)
 
 
 def build_chain(folder: Path, prefix: str) -> tuple[list[Path], str]:

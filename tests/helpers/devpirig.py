@@ -17,15 +17,16 @@ from typing import Any
 import requests
 from packaging.utils import canonicalize_name
 
-from tests.helpers.clients import run
+from tests.helpers.clients import twine_upload_to
 from tests.helpers.distfactory import Dist, make_wheel
 from tests.helpers.serverproc import base_env, free_port, wait_answering
 
 BIN = Path(sys.executable).parent
 # devpi-server derives its login key from its secret with argon2 at 512 MiB and 16 passes:
 # half a minute on a busy 2-CPU machine. The minimum costs make its start take a second.
-FAST_SECRET_KEY = ("--argon2-memory-cost", "8", "--argon2-time-cost", "1")
-FAST_SECRET_KEY += ("--argon2-parallelism", "1")
+FAST_SECRET_KEY = (
+    ("--argon2-memory-cost", "8") + ("--argon2-time-cost", "1") + ("--argon2-parallelism", "1")
+)
 
 
 @dataclasses.dataclass
@@ -65,10 +66,7 @@ class Devpi:
     def twine(
         self, user: str, password: str, index: str, files: list[Path]
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "twine", "upload", "--non-interactive"]
-        cmd += ["--disable-progress-bar", "--repository-url", f"{self.url}/{index}/"]
-        cmd += ["-u", user, "-p", password, *map(str, files)]
-        return run(cmd, self.env)
+        return twine_upload_to(f"{self.url}/{index}/", self.env, files, user, password)
 
     def _call(
         self, method: str, path: str, auth: tuple[str, str] | None, body: dict[str, Any]

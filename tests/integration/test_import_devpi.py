@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
 import zipfile
 from pathlib import Path
 
 import requests
 
-from tests.helpers.clients import installed, run
+from tests.helpers.clients import pip_install_into
 from tests.helpers.devpirig import Devpi, export, running_devpi
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel
 from tests.helpers.serverproc import running_server
@@ -87,12 +86,9 @@ def test_import_a_real_devpi_export(tmp_path: Path, env: dict[str, str]) -> None
 
         # The group answers devpi-app from alice-stable (1.0, pushed) and its dependency
         # from alice-dev, as devpi's alice/stable did through its base.
-        target = tmp_path / "target"
-        pip = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target)]
-        pip += ["--index-url", f"{server.url}/alice-stable-all/simple/", "devpi-app"]
-        result = run(pip, env)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert {"devpi_app-1.0.dist-info", "devpi_lib-1.0.dist-info"} <= installed(target)
+        group = f"{server.url}/alice-stable-all/simple/"
+        landed = pip_install_into(tmp_path / "target", group, "devpi-app", env)
+        assert {"devpi_app-1.0.dist-info", "devpi_lib-1.0.dist-info"} <= landed
 
         page = requests.get(
             f"{server.url}/alice-dev/simple/devpi-app/", headers={"Accept": JSON_PAGE}, timeout=10

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import bcrypt
 
-from tests.helpers.clients import installed, run
+from tests.helpers.clients import pip_install_into, run, twine_upload_to
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel
 from tests.helpers.serverproc import base_env, free_port, running_server, wait_answering
 
@@ -52,9 +52,7 @@ def pypiserver(packages: Path, htpasswd: Path, log: Path) -> Iterator[str]:
 
 
 def twine_to(url: str, env: dict[str, str], files: list[Path], user: str, password: str) -> None:
-    cmd = [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"]
-    cmd += ["--repository-url", f"{url}/", "-u", user, "-p", password]
-    result = run(cmd + [str(path) for path in files], env)
+    result = twine_upload_to(f"{url}/", env, files, user, password)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -103,24 +101,8 @@ def test_import_a_real_pypiserver_then_install_and_log_in(
         assert "Users: 2 created" in result.stdout
         assert "need a password" not in result.stdout
 
-        target = tmp_path / "target"
-        result = run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--no-cache-dir",
-                "--target",
-                str(target),
-                "--index-url",
-                f"{server.url}/simple/",
-                "old-app",
-            ],
-            env,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert {"old_app", "old_lib"} <= installed(target)
+        landed = pip_install_into(tmp_path / "target", f"{server.url}/simple/", "old-app", env)
+        assert {"old_app", "old_lib"} <= landed
 
         database = server.data / "minirepo.sqlite3"
         for user, password, before in (
