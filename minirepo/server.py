@@ -49,7 +49,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     formatter: logging.Formatter = (
         accesslog.JsonFormatter()
         if log_format.lower() == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else logging.Formatter(accesslog.TEXT_FORMAT)
     )
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)

@@ -28,6 +28,7 @@ import urllib3
 from urllib3 import exceptions as u3
 
 from minirepo import __version__
+from minirepo.upstream_types import UpstreamConfig, UpstreamError
 
 ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
@@ -47,36 +48,6 @@ DRAIN_LIMIT = 65536
 # not, since the upstream may be slow rather than gone.
 RETRIES = urllib3.Retry(connect=2, read=0, redirect=0, status=0, other=0)
 CREDENTIALS_RE = re.compile(r"(?<=://)[^/?#]*@")
-
-
-@dataclasses.dataclass(frozen=True)
-class UpstreamConfig:
-    """How to reach one upstream; the password is the value, resolved by the caller."""
-
-    url: str  # the simple index, ending in "/"
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    user: str = ""
-    password: str = ""
-    proxy: str = ""  # "": the environment's (HTTP_PROXY, HTTPS_PROXY, NO_PROXY)
-    ca_bundle: str = ""  # a PEM file; "": the system's trust store
-    page_max_bytes: int = 32 * 1024 * 1024
-    page_deadline: float = 60.0  # a whole page, so a trickling upstream can't hold a thread
-
-
-class UpstreamError(Exception):
-    """The upstream failed; `str()` is one line a client can print.
-
-    kind: 'connect' (refused, DNS, TLS, proxy), 'timeout', 'status' (an unexpected HTTP
-    status, in `status`), 'invalid' (too big, not decodable, a bad redirect or URL),
-    'truncated' (the body ended early).
-    """
-
-    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ from minirepo import units
 from minirepo.cli.base import main, pass_folder
 from minirepo.cli.groups import project_name
 from minirepo.errors import UserError
-from minirepo.services import cache, repos, seed
+from minirepo.services import cache, repos
 from minirepo.services.datafolder import DataFolder
 from minirepo.services.fetches import Fetches
 from minirepo.services.index import Index
@@ -83,6 +83,9 @@ def cache_fetch(
     Examples:  minirepo cache fetch all -r requirements.txt
                minirepo cache fetch all --lock uv.lock
     """
+    # Here, not at the top: packaging's requirement parser would cost every `serve` ~20 ms.
+    from minirepo.services import seed
+
     if requirements is not None and lock is None:
         wanted = seed.from_requirements(requirements)
     elif lock is not None and requirements is None:

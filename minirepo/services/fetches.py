@@ -52,7 +52,7 @@ from minirepo.permissions import ProjectInfo
 from minirepo.services.repos import RepoInfo
 from minirepo.services.upload import Checked, SpoolFile, Uploader, UploadService
 from minirepo.storage import OUT_OF_DESCRIPTORS, BlobStore, out_of_descriptors, storage_error
-from minirepo.upstream import UpstreamError
+from minirepo.upstream_types import UpstreamError
 
 if TYPE_CHECKING:
     from minirepo.upstream import FileResponse, Upstream

@@ -45,14 +45,16 @@ class Problem:
 
 
 def _rows() -> dict[str, tuple[int, str]]:
-    """storage key -> (size, sha256) for every live file row."""
+    """storage key -> (size, sha256) for every live file row. Tuples, not model instances
+    (half the time): the orphan sweep reads them all at every start."""
     query = models.File.select(models.File.storage_key, models.File.size, models.File.sha256)
-    return {row.storage_key: (row.size, row.sha256) for row in query}
+    return {str(key): (int(size), str(sha256)) for key, size, sha256 in db.rows(query.tuples())}
 
 
 def _tombstoned() -> set[str]:
     """Keys only tombstones name: not orphans, they wait for garbage collection."""
-    return {row.storage_key for row in models.Tombstone.select(models.Tombstone.storage_key)}
+    query = models.Tombstone.select(models.Tombstone.storage_key)
+    return {str(key) for (key,) in db.rows(query.tuples())}
 
 
 def _orphans(store: BlobStore, known: set[str]) -> Iterator[str]:

@@ -23,6 +23,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import peewee
 
@@ -38,8 +39,11 @@ from minirepo.services.repos import RepoInfo
 from minirepo.services.upstream_health import DOWN_SECONDS, UpstreamBook
 from minirepo.storage import BlobStore
 from minirepo.units import format_size
-from minirepo.upstream import Upstream, UpstreamConfig, UpstreamError
 from minirepo.upstream_pages import UpstreamFile, UpstreamPage, from_json, parse_page, to_json
+from minirepo.upstream_types import UpstreamConfig, UpstreamError
+
+if TYPE_CHECKING:
+    from minirepo.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,8 @@ class Proxies:
             held = self._clients.get(repo.id)
             if held is not None and held[0] == key:
                 return held[1]
+            from minirepo.upstream import Upstream  # urllib3: only once a proxy fetches
+
             client = Upstream(
                 UpstreamConfig(
                     url=repo.upstream,

@@ -25,7 +25,9 @@ BIN = Path(sys.executable).parent
 # devpi-server derives its login key from its secret with argon2 at 512 MiB and 16 passes:
 # half a minute on a busy 2-CPU machine. The minimum costs make its start take a second.
 FAST_SECRET_KEY = (
-    ("--argon2-memory-cost", "8") + ("--argon2-time-cost", "1") + ("--argon2-parallelism", "1")
+    *("--argon2-memory-cost", "8"),
+    *("--argon2-time-cost", "1"),
+    *("--argon2-parallelism", "1"),
 )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
+import io
 import json
 import logging
 import socket
@@ -383,3 +385,111 @@ def test_a_stream_is_not_read_by_the_log(lines: pytest.LogCaptureFixture) -> Non
     body.close()  # type: ignore[attr-defined]  # the client went away mid-way
     [line] = access(lines)
     assert line.size == 10
+
+
+# --- the line written without `logging`'s machinery, for the stream `serve` sets up
+
+
+@contextlib.contextmanager
+def serve_logging(log_format: str) -> Iterator[io.StringIO]:
+    """`server.configure_logging` as `minirepo serve` calls it, into a StringIO, on a root
+    logger without pytest's handlers; those handlers and every level are put back after."""
+    names = ("", "peewee", "waitress.queue")
+    levels = {name: logging.getLogger(name).level for name in names}
+    kept = logging.root.handlers[:]
+    logging.root.handlers.clear()
+    stream = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stream):  # StreamHandler() writes to sys.stderr
+            server.configure_logging("info", log_format)
+        yield stream
+    finally:
+        logging.root.handlers[:] = kept
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def refused_entry() -> Entry:
+    return entry(
+        client="10.0.0.9",
+        user="alice",
+        token=PREFIX,
+        method="POST",
+        path="/main/",
+        status=413,
+        size=60,
+        seconds=0.001,
+        reason="Upload too large",
+    )
+
+
+def as_logging_writes(entry: Entry, now: float) -> str:
+    """The line `logging` itself would write for this entry, logged at `now`."""
+    [handler] = logging.root.handlers
+    record = logging.LogRecord("minirepo.access", logging.INFO, __file__, 1, "%s", (entry,), None)
+    record.created, record.msecs = now, int((now - int(now)) * 1000)
+    record.access = entry
+    return handler.format(record) + "\n"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_direct_line_is_the_one_logging_would_write(
+    monkeypatch: pytest.MonkeyPatch, log_format: str
+) -> None:
+    environ = {
+        "REMOTE_ADDR": "10.0.0.9",
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/main/",
+        **wsgi_basic("alice", TOKEN),
+    }
+    expected = ""
+    with serve_logging(log_format) as stream:
+        # Two lines in one second, then one in the next: each second's text is made once.
+        for now in (1_795_000_000.042, 1_795_000_000.999, 1_795_000_001.5):
+            monkeypatch.setattr(accesslog.time, "time", lambda now=now: now)
+            accesslog.log_answer(environ, "413 Upload too large", 60, 0.001)
+            expected += as_logging_writes(refused_entry(), now)
+    assert stream.getvalue() == expected
+    assert TOKEN not in stream.getvalue()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_serve_logging_takes_the_direct_way(log_format: str) -> None:
+    with serve_logging(log_format):
+        assert accesslog._direct() is not None
+
+
+def test_any_other_listener_gets_the_record(lines: pytest.LogCaptureFixture) -> None:
+    """pytest's capture, a filter or a handler of an operator's own: `logging` writes."""
+    with serve_logging("text") as stream:
+        logging.root.addHandler(lines.handler)
+        assert accesslog._direct() is None
+        accesslog.log_answer({"REQUEST_METHOD": "GET"}, "404 Not Found", 0, 0.0)
+    assert [line.status for line in access(lines)] == [404]
+    assert stream.getvalue().endswith('INFO minirepo.access: - - "GET -" 404 0 0.0ms "Not Found"\n')
+
+
+class FullDisk(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failing_stream_never_fails_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `logging` does: the handler reports it (a traceback on stderr), the answer goes on."""
+    failed: list[logging.LogRecord] = []
+    with serve_logging("text"):
+        [handler] = logging.root.handlers
+        monkeypatch.setattr(handler, "stream", FullDisk())
+        monkeypatch.setattr(handler, "handleError", failed.append)
+        accesslog.log_answer({"REQUEST_METHOD": "GET"}, "200 OK", 1, 0.0)
+    [record] = failed
+    assert record.getMessage() == '- - "GET -" 200 1 0.0ms'
+
+
+@pytest.mark.parametrize("now", [0.0, 1_795_000_000.0, 1_795_000_000.042, 1_795_000_059.9995])
+def test_json_time_is_iso_utc_in_milliseconds(now: float) -> None:
+    record = logging.LogRecord("minirepo", logging.INFO, __file__, 1, "x", (), None)
+    record.created = now
+    shown = json.loads(JsonFormatter().format(record))["time"]
+    when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+    assert shown == when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
