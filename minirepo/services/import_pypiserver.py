@@ -143,10 +143,11 @@ def run(
     )
     users = [entry.name for entry in planned.users if entry.name in report.users_created]
     importing.grant_missing(planned.repo, [(user, "uploader") for user in users], actor=ACTOR)
-    importing.add_maintainers(
-        planned.repo,
-        users,
-        {dists.parse_filename(name).normalized for name in report.imported},
-        actor=ACTOR,
-    )
+    imported = {dists.parse_filename(name).normalized for name in report.imported}
+    importing.add_maintainers(planned.repo, users, imported, actor=ACTOR)
+    if users:
+        report.notes.append(
+            f"{len(users)} account(s) from the htpasswd file may upload to {planned.repo} "
+            f"and maintain the {len(imported)} project(s) imported now, as on pypiserver"
+        )
     return report

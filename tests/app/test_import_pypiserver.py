@@ -99,6 +99,10 @@ def test_import_serves_the_files_and_lists_who_needs_a_password(
     assert "refused legacy-0.1.zip: Invalid filename 'legacy-0.1.zip'" in out
     assert "Users: 3 created, 0 already here (left as they are), 0 refused." in out
     assert "These users need a password (minirepo user passwd NAME):\n  carol: an MD5-apr1" in out
+    assert (
+        "Note: 3 account(s) from the htpasswd file may upload to main and maintain the 2 "
+        "project(s) imported now, as on pypiserver"
+    ) in out
     assert "hidden" not in out
 
     client = app.test_client()
