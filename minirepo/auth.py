@@ -442,12 +442,16 @@ def confirm_principal() -> Principal | None:
     return principal
 
 
+def has_session_cookie() -> bool:
+    return bool(request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]))
+
+
 def _prove_caller(*, fresh: bool) -> Principal | None:
     """The Authorization header (clients), else the session cookie (the web UI, with its
     CSRF token); a session is read from its account row every time anyway."""
     authenticator: Authenticator = current_app.extensions["minirepo.auth"]
     header = request.headers.get("Authorization")
-    if header or not request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]):
+    if header or not has_session_cookie():
         return authenticator.authenticate(
             header,
             request.remote_addr or "",

@@ -1,5 +1,33 @@
 """HTTP views, one blueprint per surface; `BLUEPRINTS` is what the app registers."""
 
-from minirepo.views import api, files, ops, simple, upload, web
+from minirepo.views import (
+    account,
+    admin,
+    api,
+    files,
+    jsonapi,
+    ops,
+    projectpage,
+    search,
+    simple,
+    tokens,
+    upload,
+    web,
+    webpage,
+)
 
-BLUEPRINTS = (ops.bp, api.bp, simple.bp, files.bp, upload.bp, web.bp)
+BLUEPRINTS = (
+    ops.bp,
+    api.bp,
+    simple.bp,
+    files.bp,
+    upload.bp,
+    webpage.bp,
+    account.bp,
+    tokens.bp,
+    admin.bp,
+    search.bp,
+    jsonapi.bp,
+    projectpage.bp,
+    web.bp,
+)

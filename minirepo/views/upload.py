@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import ClientDisconnected
 
 from minirepo import auth
-from minirepo.errors import Forbidden, InvalidUpload, MethodNotAllowed
+from minirepo.errors import Forbidden, InvalidUpload, MethodNotAllowed, Unauthorized
 from minirepo.permissions import Action, ProjectInfo
 from minirepo.services import groups
 from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, Uploader, UploadForm, check_form
@@ -47,6 +47,13 @@ def read_form() -> UploadForm:
 @bp.post("/<repo>/legacy")
 @bp.post("/<repo>/legacy/")
 def upload(repo: str | None) -> Response:
+    if not request.headers.get("Authorization") and auth.has_session_cookie():
+        # A web session never publishes through the API: a page of this site that a
+        # script got into could otherwise upload as the browser's user.
+        raise Unauthorized(
+            "The upload API takes credentials in the Authorization header (twine, uv "
+            "publish); in a browser use the upload form on the repository page"
+        )
     info = index().upload_target(repository(repo))
     principal = auth.require(Action.UPLOAD, info)  # before the body is read
     assert principal is not None  # noqa: S101 - uploads are never anonymous (refusal())

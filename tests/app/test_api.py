@@ -176,3 +176,12 @@ def test_logout_ends_the_session(client: FlaskClient, people: dict) -> None:
     assert call(client, "DELETE", "/-/api/session", {})[0] == 403  # no CSRF token
     assert call(client, "DELETE", "/-/api/session", {"X-CSRF-Token": csrf})[0] == 200
     assert call(client, "GET", "/-/api/whoami", {})[0] == 401
+
+
+def test_the_upload_api_never_takes_a_session_cookie(
+    client: FlaskClient, people: dict, tmp_path: Path
+) -> None:
+    """Issue 17: a logged-in browser publishes through the upload form, not the API."""
+    login = client.post("/-/api/session", json={"user": "alice", "password": PASSWORD})
+    headers = {"X-CSRF-Token": login.get_json()["csrf"]}
+    assert upload(client, tmp_path, Dist("sessioned", "1.0"), headers) == 401

@@ -679,7 +679,7 @@ ROWS: list[Any] = [
     ),
     # Extra cases: what a client says about itself is not a credential.
     pytest.param(
-        Row("extra", 401, "Authentication required", auth="session-cookie"),
+        Row("extra", 401, "credentials in the Authorization header", auth="session-cookie"),
         id="extra-session-cookie-only",
     ),
     pytest.param(

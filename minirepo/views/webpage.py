@@ -1,0 +1,149 @@
+"""What every page of the web UI shares: rendering, its security headers, who is viewing,
+the CSRF token of its forms, and the answers for refusals (a login page, a 404 page).
+
+Pages are Jinja templates with autoescaping, so every metadata field is escaped where it
+is written; nothing from a package reaches a page as HTML except a README that went
+through the sanitiser (`services.readme`). The CSP forbids inline script and style, so
+even a slip in a template cannot run script.
+"""
+
+from __future__ import annotations
+
+import secrets
+import urllib.parse
+from typing import Any
+
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from minirepo import auth
+from minirepo.errors import Forbidden, MinirepoError, Unauthorized, one_line
+from minirepo.permissions import Principal
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# On every page: the CSP above, no MIME sniffing (also in errors.ALWAYS_HEADERS), no
+# framing (older browsers ignore frame-ancestors), and no full URL to other sites.
+PAGE_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+)
+
+
+def secure(response: BaseResponse) -> BaseResponse:
+    """The page headers, on every answer of a UI blueprint (pages, refusals, redirects)."""
+    response.headers.update(PAGE_HEADERS)
+    response.headers.setdefault("Cache-Control", "no-cache")
+    return response
+
+
+def root() -> str:
+    """The path the app is mounted at (a path-token or proxy prefix), for absolute links."""
+    return request.script_root.rstrip("/")
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, made on first need (the login form of an anonymous visitor
+    needs one too, so that another site cannot log a browser into an account of theirs)."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(24)
+        session["csrf"] = token
+    return token
+
+
+def viewer() -> Principal | None:
+    """Who the page is for: the session's account, or credentials the browser sends anyway."""
+    return auth.current_principal()
+
+
+def form_caller() -> Principal:
+    """The account a web form acts for: a login session only, with its CSRF token.
+
+    An API token (or a Basic password a browser remembers) never works a form: tokens are
+    for clients, and a form post carrying one would make a stolen token a web login."""
+    if request.headers.get("Authorization"):
+        raise Forbidden("Web forms take a login session, not an API token: log in at /-/login")
+    principal = auth.current_principal()  # a session: its CSRF token was checked there
+    if principal is None:
+        raise Unauthorized("Log in first")
+    return principal
+
+
+def render(template: str, status: int = 200, **context: Any) -> Response:
+    body = render_template(template, **_globals(), **context)
+    return Response(body, status=status, mimetype="text/html")
+
+
+def _globals() -> dict[str, Any]:
+    return {
+        "viewer": viewer(),
+        "root": root(),
+        "here": request.full_path.rstrip("?"),
+    }
+
+
+def login_url(target: str) -> str:
+    return f"{root()}/-/login?next={urllib.parse.quote(target, safe='/')}"
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path on this site only (no `//host`, no scheme)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return f"{root()}/"
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return f"{root()}/"
+    return target
+
+
+def refusal_page(exc: MinirepoError, suggestions: list[tuple[str, str]] | None = None) -> Any:
+    """A refusal as a browser should see it: an anonymous visitor asking for a page they
+    may not see yet is sent to log in; anyone else gets a page saying why."""
+    if exc.status == 401 and request.method in ("GET", "HEAD") and viewer() is None:
+        return redirect(login_url(request.full_path.rstrip("?")), code=303)
+    response = render(
+        "error.html",
+        status=exc.status,
+        reason=one_line(exc.reason),
+        suggestions=suggestions or [],
+    )
+    # No `WWW-Authenticate` here: it would open the browser's Basic prompt over the page.
+    response.headers.update({k: v for k, v in exc.headers.items() if k != "WWW-Authenticate"})
+    return response
+
+
+def ui_blueprint(name: str, import_name: str, **options: Any) -> Blueprint:
+    """A blueprint of the web UI: its answers carry the page headers, its refusals are pages."""
+    bp = Blueprint(name, import_name, **options)
+    bp.after_request(secure)
+    bp.register_error_handler(MinirepoError, refusal_page)
+    return bp
+
+
+bp = Blueprint(
+    "webpage",
+    __name__,
+    static_folder="../static",
+    static_url_path="/-/static",
+)
+bp.after_request(secure)
+# Globals rather than context, so that macros imported by a template can call them too.
+bp.add_app_template_global(csrf_token)
+
+
+@bp.app_template_global()
+def static(name: str) -> str:
+    return url_for("webpage.static", filename=name)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    response = bp.send_static_file("favicon.ico")
+    response.cache_control.no_cache = None
+    response.cache_control.max_age = 86400
+    response.cache_control.public = True
+    return response
