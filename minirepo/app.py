@@ -23,6 +23,8 @@ from minirepo.services.health import free_bytes
 from minirepo.services.index import Index
 from minirepo.services.proxies import Proxies
 from minirepo.services.upload import SpoolFile, UploadService
+from minirepo.uipages import RenderedPages, UiPages
+from minirepo.views import webpage
 from minirepo.waitress_fixes import SpoolBudget
 
 log = logging.getLogger(__name__)
@@ -114,9 +116,21 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
         app, authenticator, index, folder.database, settings.public_url
     )
     pages = FastPages(app.wsgi_app, index, authenticator)
+    rendered = RenderedPages()
+    app.extensions["minirepo.ui_pages"] = rendered
+    app.extensions["minirepo.ui_stamp"] = lambda generation: (generation, 0)
+    browsers = UiPages(
+        pages,
+        index,
+        rendered,
+        app.extensions["minirepo.ui_stamp"],
+        webpage.PAGE_HEADERS + webpage.PAGE_CACHING,
+        settings.public_url,
+        app.config["SESSION_COOKIE_NAME"],
+    )
     # The access log outside the path-token layer: it sees the URL as sent, and redacts it.
     observe = instruments.observe if settings.metrics != "off" else None
-    logged = accesslog.AccessLog(PathTokens(pages), observe)
+    logged = accesslog.AccessLog(PathTokens(browsers), observe)
     app.wsgi_app = folder.database.wsgi(logged)  # type: ignore[method-assign,assignment]
     return app
 

@@ -13,12 +13,24 @@ import secrets
 import urllib.parse
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response as BaseResponse
 
 from minirepo import auth
 from minirepo.errors import Forbidden, MinirepoError, Unauthorized, one_line
 from minirepo.permissions import Principal
+from minirepo.services.repos import RepoInfo
+from minirepo.uipages import MARKER, Stamp, cache_key, fill
+from minirepo.views.common import settings
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
@@ -31,18 +43,32 @@ PAGE_HEADERS = (
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "same-origin"),
 )
+# Pages answer per viewer and per `Accept` (pip asking `/<name>/` is redirected).
+PAGE_CACHING = (("Cache-Control", "no-cache"), ("Vary", "Accept"))
 
 
 def secure(response: BaseResponse) -> BaseResponse:
     """The page headers, on every answer of a UI blueprint (pages, refusals, redirects)."""
     response.headers.update(PAGE_HEADERS)
     response.headers.setdefault("Cache-Control", "no-cache")
+    response.vary.add("Accept")
     return response
 
 
 def root() -> str:
     """The path the app is mounted at (a path-token or proxy prefix), for absolute links."""
     return request.script_root.rstrip("/")
+
+
+def base_url() -> str:
+    """The server's URL as this browser reached it, for copy-paste lines: `public_url` when
+    set (behind a proxy it may carry a path); else the address this browser used, which
+    works from where it is even when the server listens on every interface (and then has
+    no one address to print). werkzeug empties a `Host:` no browser sends; the bind address
+    stands in then."""
+    configured = settings().public_url
+    reached = request.host_url if request.host else ""
+    return (configured or reached or settings().base_url).rstrip("/")
 
 
 def csrf_token() -> str:
@@ -78,10 +104,34 @@ def render(template: str, status: int = 200, **context: Any) -> Response:
     return Response(body, status=status, mimetype="text/html")
 
 
+def render_cached(template: str, repo: RepoInfo, **context: Any) -> Response:
+    """`render` for the repository and project pages: an anonymous view of a public hosted
+    repository is rendered with a marker for the base URL and kept for the fast path
+    (`minirepo.uipages`); everyone else gets a page of their own."""
+    if (
+        viewer() is not None
+        or request.method != "GET"
+        or session.get("_flashes")
+        or repo.is_group
+        or repo.is_proxy
+        or not repo.is_public
+    ):
+        return render(template, **context)
+    environ = request.environ
+    key = cache_key(
+        environ.get("SCRIPT_NAME", ""), environ["PATH_INFO"], environ.get("QUERY_STRING", "")
+    )
+    stamp: Stamp = current_app.extensions["minirepo.ui_stamp"](repo.generation)
+    body = render_template(template, **{**_globals(), "base_url": MARKER, **context})
+    parts = current_app.extensions["minirepo.ui_pages"].put(key, stamp, body)
+    return Response(fill(parts, base_url()), mimetype="text/html")
+
+
 def _globals() -> dict[str, Any]:
     return {
         "viewer": viewer(),
         "root": root(),
+        "base_url": base_url(),
         "here": request.full_path.rstrip("?"),
     }
 

@@ -5,7 +5,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
 
+from tests.helpers.browser import chromium
 from tests.helpers.serverproc import Server, client_env, running_server
 
 
@@ -31,3 +33,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return client_env(tmp_path / "home")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium with its own profile (tests/helpers/browser.py)."""
+    with chromium(tmp_path / "profile") as driver:
+        yield driver

@@ -18,8 +18,6 @@ import base64
 import html
 import http.server
 import json
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,56 +25,14 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.helpers.browser import BROWSER_TIMEOUT as TIMEOUT
 from tests.helpers.distfactory import Dist, make_wheel, post_upload, upload_form
 from tests.helpers.serverproc import Server, running_server
 
 USER, PASSWORD = "victim", "victim-password-1"
-TIMEOUT = 20  # seconds, for a page load or a wait; the whole test takes a few
-
-
-def chromium_paths() -> tuple[str, str] | None:
-    """(browser, driver) from Debian's packages, or None when either is missing."""
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    """Headless Chromium with its own profile; the driver path is given, so selenium's
-    driver manager never tries to download one."""
-    paths = chromium_paths()
-    if paths is None:
-        missing = "chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"CI must run the browser test: install {missing}")
-        pytest.skip(f"needs {missing}")
-    options = webdriver.ChromeOptions()
-    options.binary_location = paths[0]
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--no-first-run",
-        "--no-proxy-server",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    # The performance log carries the DevTools network events: the status of each answer.
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=paths[1]))
-    try:
-        driver.set_page_load_timeout(TIMEOUT)
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
