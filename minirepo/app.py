@@ -8,6 +8,7 @@ from typing import IO, cast
 
 import peewee
 from flask import Flask, Request, Response, current_app, g, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.formparser import FormDataParser
 
 from minirepo import accesslog, auth, crosssite, errors, metrics, views
@@ -18,6 +19,7 @@ from minirepo.forms import LimitedFormParser
 from minirepo.preflight import Preflight
 from minirepo.services.container import Services
 from minirepo.services.datafolder import DataFolder, open_for_serving
+from minirepo.services.downloads import DownloadCounter
 from minirepo.services.fetches import Fetches
 from minirepo.services.health import free_bytes
 from minirepo.services.index import Index
@@ -66,6 +68,7 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     folder = folder or open_for_serving(settings)
     app = Flask(__name__, static_folder=None)
     app.request_class = MinirepoRequest
+    app.session_interface = SessionCookies()
     # Never redirect between the spellings of one endpoint: clients refuse redirected POSTs.
     app.url_map.redirect_defaults = False
     app.secret_key = folder.secret
@@ -102,6 +105,7 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
             after_publish=proxies.after_fetch,
             on_event=instruments.fetched,
         ),
+        downloads=DownloadCounter(folder.database),
     )
     crosssite.init_app(app, settings.public_url)
     auth.init_app(app, authenticator)
@@ -118,7 +122,9 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     pages = FastPages(app.wsgi_app, index, authenticator)
     rendered = RenderedPages()
     app.extensions["minirepo.ui_pages"] = rendered
-    app.extensions["minirepo.ui_stamp"] = lambda generation: (generation, 0)
+    downloads = app.extensions["minirepo"].downloads
+    # A kept page changes with its repository and with each write of the download counts.
+    app.extensions["minirepo.ui_stamp"] = lambda generation: (generation, downloads.epoch)
     browsers = UiPages(
         pages,
         index,
@@ -133,6 +139,14 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     logged = accesslog.AccessLog(PathTokens(browsers), observe)
     app.wsgi_app = folder.database.wsgi(logged)  # type: ignore[method-assign,assignment]
     return app
+
+
+class SessionCookies(SecureCookieSessionInterface):
+    """The session cookie is `Secure` whenever the browser came over https: by
+    `public_url`, or to a server that sees the https itself."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
 def _discard_spools(exc: BaseException | None) -> None:

@@ -174,7 +174,12 @@ def _header(target: Target) -> str:
 
 
 def pip_conf(target: Target) -> str:
-    lines = [_header(target), "[global]\n", f"index-url = {target.with_token(target.index_url)}\n"]
+    return _header(target) + pip_settings(target)
+
+
+def pip_settings(target: Target) -> str:
+    """pip.conf's settings, also shown as a snippet on the repository page."""
+    lines = ["[global]\n", f"index-url = {target.with_token(target.index_url)}\n"]
     if target.trusted_host is not None:
         lines.append(f"trusted-host = {target.trusted_host}\n")
     return "".join(lines)
@@ -196,8 +201,12 @@ def uv_toml(target: Target) -> str:
 def pypirc(target: Target) -> str:
     """twine reads it with RawConfigParser: no `%` interpolation to escape. Without a
     token twine asks for the password (or takes TWINE_PASSWORD)."""
+    return _header(target) + pypirc_settings(target)
+
+
+def pypirc_settings(target: Target) -> str:
+    """~/.pypirc's sections, also shown as a snippet on the repository page."""
     lines = [
-        _header(target),
         "[distutils]\n",
         f"index-servers =\n    {INDEX_NAME}\n",
         "\n",

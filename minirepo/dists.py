@@ -36,6 +36,28 @@ MAX_FILENAME_BYTES = 255
 MAX_VERSION_LENGTH = 100
 WHEEL = "bdist_wheel"
 SDIST = "sdist"
+# The core metadata fields `parse_metadata` keeps in `CoreMetadata.fields` (stored as
+# `Release.metadata_json`), by packaging's names, which are also PyPI's JSON API names;
+# empty ones are left out.
+METADATA_FIELDS = (
+    "summary",
+    "description_content_type",
+    "keywords",
+    "home_page",
+    "download_url",
+    "author",
+    "author_email",
+    "maintainer",
+    "maintainer_email",
+    "license",
+    "license_expression",
+    "classifiers",
+    "requires_dist",
+    "requires_python",
+    "project_urls",
+    "provides_extra",
+    "platforms",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,14 +151,26 @@ def read_core_metadata(
     and is left to the caller.
     """
     with path.open("rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        head = handle.read(512)
-        if len(head) >= 262 and head[257:262] == b"ustar" and dist.packagetype == WHEEL:
-            raise InvalidUpload("Invalid wheel: the file is also a tar archive")
-        if dist.packagetype == WHEEL:
-            raw = _wheel_metadata(handle, size, dist, cap, max_members)
-        else:
-            raw = _sdist_metadata(handle, size, cap, max_members)
+        return read_core_metadata_from(handle, dist, cap, max_members=max_members)
+
+
+def read_core_metadata_from(
+    handle: IO[bytes],
+    dist: DistFilename,
+    cap: int,
+    *,
+    max_members: int = Settings.max_archive_members,
+) -> CoreMetadata:
+    """`read_core_metadata` from an open, seekable file (a stored blob, `services.readme`)."""
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(0)
+    head = handle.read(512)
+    if len(head) >= 262 and head[257:262] == b"ustar" and dist.packagetype == WHEEL:
+        raise InvalidUpload("Invalid wheel: the file is also a tar archive")
+    if dist.packagetype == WHEEL:
+        raw = _wheel_metadata(handle, size, dist, cap, max_members)
+    else:
+        raw = _sdist_metadata(handle, size, cap, max_members)
     metadata = parse_metadata(raw)
     if canonicalize_name(metadata.name) != dist.normalized:
         raise InvalidUpload(
@@ -161,28 +195,7 @@ def parse_metadata(raw: bytes) -> CoreMetadata:
         if type(exc).__name__ != "ExceptionGroup":
             raise
         raise InvalidUpload(f"Invalid core metadata: {_metadata_problem(exc)}") from exc
-    fields = {
-        key: _jsonable(getattr(parsed, key))
-        for key in (
-            "summary",
-            "description_content_type",
-            "keywords",
-            "home_page",
-            "download_url",
-            "author",
-            "author_email",
-            "maintainer",
-            "maintainer_email",
-            "license",
-            "license_expression",
-            "classifiers",
-            "requires_dist",
-            "requires_python",
-            "project_urls",
-            "provides_extra",
-            "platforms",
-        )
-    }
+    fields = {key: _jsonable(getattr(parsed, key)) for key in METADATA_FIELDS}
     return CoreMetadata(
         raw=raw,
         name=parsed.name,

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # 3: proxy and group repositories: upstreams, members, origins, tracked names.
 # 4: the proxies' cache: upstream pages and metadata, fetch jobs, files' last use.
 # 5: hosted repositories' retention rules, applied daily by the server.
-LATEST = 5
+# 6: the web UI: rendered READMEs, daily download counts, the search index (SQLite).
+LATEST = 6
 
 
 def version_of(database: Database) -> int | None:
@@ -64,6 +65,7 @@ def prepare(database: Database, backups: Path) -> bool:
     if version is None:
         with database.activated(), database.write_transaction():
             database.handle.create_tables(models.MODELS, safe=True)
+            models.create_search_index(database.handle)
             models.SchemaVersion.create(version=LATEST)
         return True
     _refuse_newer(database, version)
@@ -207,9 +209,16 @@ def _to_v5(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
     )
 
 
+def _to_v6(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
+    """The web UI's tables; on SQLite the search index, filled from the projects there."""
+    handle.create_tables([models.ReadmeHtml, models.DownloadCount])
+    models.create_search_index(handle)
+
+
 STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None]], ...] = (
     (2, _to_v2),
     (3, _to_v3),
     (4, _to_v4),
     (5, _to_v5),
+    (6, _to_v6),
 )

@@ -210,6 +210,28 @@ class FileMetadata(BaseModel):
     content = peewee.BlobField()
 
 
+class ReadmeHtml(BaseModel):
+    """A release's README as sanitised HTML, rendered at its first view (`services.readme`)
+    rather than at upload or start; `renderer` is the version that made it, so a change of
+    renderer renders again."""
+
+    release = peewee.ForeignKeyField(Release, unique=True, on_delete="CASCADE")
+    html = peewee.TextField()
+    renderer = peewee.CharField()
+
+
+class DownloadCount(BaseModel):
+    """Downloads of one file on one day (UTC), counted in memory and written in batches
+    (`services.downloads`): one row per file and day, not per download."""
+
+    file = peewee.ForeignKeyField(File, on_delete="CASCADE")
+    day = peewee.DateField()
+    count = peewee.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("file", "day"), True),)
+
+
 class UsedFilename(BaseModel):
     """Every filename ever stored; it stays burned after a delete, as on PyPI."""
 
@@ -323,6 +345,8 @@ MODELS = (
     Release,
     File,
     FileMetadata,
+    ReadmeHtml,
+    DownloadCount,
     UsedFilename,
     Tombstone,
     Token,
@@ -332,6 +356,62 @@ MODELS = (
     Counter,
     SchemaVersion,
 )
+
+
+# SQLite only: the search index (FTS5), one row per project that has a release (rowid =
+# project.id): its name, the name without separators (so "alicepkg" finds "alice-pkg"),
+# and the summary and keywords of its latest release (by upload order). Triggers keep it,
+# so every path that writes projects or releases (upload, delete, retention, import, a
+# proxy's fetch, a repository deleted with its projects) keeps it right with no code of
+# its own. PostgreSQL has none: `services.search` matches with ILIKE there.
+SEARCH_TABLE = "project_search"
+_INDEX_PROJECTS = (
+    "INSERT INTO project_search (rowid, name, compact, summary, keywords) "
+    "SELECT p.id, p.name, replace(p.normalized, '-', ''), r.summary, "
+    "coalesce((SELECT group_concat(k.value, ' ') FROM json_each(CASE WHEN "
+    "json_valid(r.metadata_json) THEN r.metadata_json ELSE '{{}}' END, '$.keywords') k), '') "
+    'FROM "project" p JOIN "release" r ON r.id = (SELECT id FROM "release" '
+    "WHERE project_id = p.id ORDER BY created DESC, id DESC LIMIT 1){where}"
+)
+
+
+def _reindex(project: str) -> str:
+    """The statements that make `project`'s row right again, whatever changed."""
+    return (  # `project` is a column of the trigger's row (new.id), never a value
+        f"DELETE FROM project_search WHERE rowid = {project}; "  # noqa: S608
+        f"{_INDEX_PROJECTS.format(where=f' WHERE p.id = {project}')};"
+    )
+
+
+SEARCH_DDL = (
+    "CREATE VIRTUAL TABLE project_search USING fts5("
+    "name, compact, summary, keywords, tokenize = 'unicode61 remove_diacritics 2', "
+    "prefix = '1 2 3 4')",
+    # Ranked by bm25 with these weights of name, compact name, summary and keywords.
+    "INSERT INTO project_search (project_search, rank) VALUES ('rank', 'bm25(10, 10, 1, 4)')",
+    'CREATE TRIGGER project_search_drop AFTER DELETE ON "project" BEGIN '
+    "DELETE FROM project_search WHERE rowid = old.id; END",
+    'CREATE TRIGGER project_search_rename AFTER UPDATE OF name, normalized ON "project" BEGIN '
+    f"{_reindex('new.id')} END",
+    'CREATE TRIGGER project_search_release_add AFTER INSERT ON "release" BEGIN '
+    f"{_reindex('new.project_id')} END",
+    'CREATE TRIGGER project_search_release_drop AFTER DELETE ON "release" BEGIN '
+    f"{_reindex('old.project_id')} END",
+    "CREATE TRIGGER project_search_release_change AFTER UPDATE OF "
+    'project_id, summary, metadata_json, created ON "release" BEGIN '
+    f"{_reindex('old.project_id')} {_reindex('new.project_id')} END",
+)
+# Fills the index from the rows already there (a new database, the upgrade to schema 6).
+SEARCH_FILL = (_INDEX_PROJECTS.format(where=""),)
+
+
+def create_search_index(handle: peewee.Database) -> None:
+    """The SQLite search index and its triggers, filled from the existing rows (inside
+    the caller's schema transaction); nothing on PostgreSQL."""
+    if not isinstance(handle, peewee.SqliteDatabase):
+        return
+    for statement in (*SEARCH_DDL, *SEARCH_FILL):
+        handle.execute_sql(statement)  # type: ignore[no-untyped-call]
 
 
 def bump_counter(name: str) -> None:

@@ -247,3 +247,4 @@ def _serve(settings: Settings) -> None:
         shutdown.GracefulServer(server, settings.stop_timeout).serve()
     finally:
         housekeeping.stop()
+        app.extensions["minirepo"].downloads.close()  # the last minute's counts

@@ -26,19 +26,22 @@ from minirepo.permissions import Action, may
 from minirepo.services.index import HTML, Index
 from minirepo.views.simple import negotiate
 
-# Where the browser's base URL goes in a cached page; no text a template writes has NULs.
-MARKER = "\x00minirepo-base-url\x00"
+# Where the host (and port) the browser used goes in a cached page: the page is rendered
+# for `scheme://NETLOC/path`, so every line built from the base URL (a trusted-host flag
+# too) carries it. No text a template writes has NULs.
+NETLOC = "\x00minirepo-host\x00"
 MAX_PAGES = 2000
 Stamp = tuple[int, int]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 _UI_PATH = re.compile(
-    r"/(?P<repo>[a-z0-9][a-z0-9._-]{0,62})/(?:project/(?P<project>[a-z0-9]+(?:-[a-z0-9]+)*)/)?"
+    r"/(?P<repo>[a-z0-9][a-z0-9._-]{0,62})/"
+    r"(?:project/(?P<project>[a-z0-9]+(?:-[a-z0-9]+)*)/(?:[A-Za-z0-9.!+_-]{1,100}/)?)?"
 )
 
 
 class RenderedPages:
-    """path → (stamp, the page split at the marker); bounded, cleared when full."""
+    """key → (stamp, the page split at the marker); bounded, cleared when full."""
 
     def __init__(self, limit: int = MAX_PAGES) -> None:
         self.limit = limit
@@ -52,7 +55,7 @@ class RenderedPages:
         return entry[1]
 
     def put(self, key: str, stamp: Stamp, page: str) -> list[bytes]:
-        parts = [part.encode("utf-8") for part in page.split(MARKER)]
+        parts = [part.encode("utf-8") for part in page.split(NETLOC)]
         with self._lock:
             if len(self._pages) >= self.limit:
                 self._pages.clear()
@@ -60,12 +63,23 @@ class RenderedPages:
         return parts
 
 
-def cache_key(script_name: str, path: str, query: str) -> str:
-    return f"{script_name}{path}?{query}"
+def cache_key(base_url: str, script_name: str, path: str, query: str) -> str:
+    """The page's key: its path, and the base URL's scheme (on plain http the lines carry a
+    trusted-host flag), never its host."""
+    scheme = base_url.partition("://")[0]
+    return f"{scheme}:{script_name}{path}?{query}"
+
+
+def marked(base_url: str) -> str:
+    """`base_url` with its host replaced by the marker, to render a page to keep."""
+    scheme, _, rest = base_url.partition("://")
+    _, slash, path = rest.partition("/")
+    return f"{scheme}://{NETLOC}{slash}{path}"
 
 
 def fill(parts: list[bytes], base_url: str) -> bytes:
-    return html.escape(base_url).encode("utf-8").join(parts)
+    netloc = base_url.partition("://")[2].partition("/")[0]
+    return html.escape(netloc).encode("utf-8").join(parts)
 
 
 class UiPages:
@@ -117,14 +131,17 @@ class UiPages:
             return None
         if repo.is_group or repo.is_proxy or not may(None, Action.READ, repo, match["project"]):
             return None
+        base = self.public_url or _reached(environ)
+        if not base:
+            return None
         key = cache_key(
-            environ.get("SCRIPT_NAME", ""), environ["PATH_INFO"], environ.get("QUERY_STRING", "")
+            base,
+            environ.get("SCRIPT_NAME", ""),
+            environ["PATH_INFO"],
+            environ.get("QUERY_STRING", ""),
         )
         parts = self.pages.get(key, self.stamp(repo.generation))
-        if parts is None:
-            return None
-        base = self.public_url or _reached(environ)
-        return fill(parts, base) if base else None
+        return None if parts is None else fill(parts, base)
 
 
 def _reached(environ: dict[str, Any]) -> str:

@@ -48,6 +48,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     with services.folder.database.activated():
         yield app
     services.fetches.close()
+    services.downloads.close()
     services.folder.database.close()
 
 

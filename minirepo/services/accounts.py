@@ -8,7 +8,7 @@ import datetime
 import peewee
 from packaging.utils import canonicalize_name
 
-from minirepo import models, names
+from minirepo import models, names, units
 from minirepo.credentials import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -133,6 +133,19 @@ def _projects(projects: tuple[str, ...]) -> list[str]:
         if not names.is_project_name(name):
             raise UserError(f"Invalid project name {name!r}")
     return sorted({canonicalize_name(name) for name in projects})
+
+
+def token_lifetime(text: str | None) -> datetime.timedelta | None:
+    """A token's lifetime as people write it (`90d`, `12h`; a plain number is days, as
+    `--expires` takes it); None or "" for a token that never expires."""
+    if not text:
+        return None
+    try:
+        return datetime.timedelta(seconds=units.parse_duration(text, "d"))
+    except ValueError as exc:
+        raise UserError(f"'expires': {exc}") from exc
+    except OverflowError as exc:  # past what `datetime` holds
+        raise UserError(f"'expires': at most {MAX_EXPIRES.days} days") from exc
 
 
 def create_token(

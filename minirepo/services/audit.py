@@ -52,14 +52,29 @@ def record(
 
 
 def entries(
-    repository: str | None = None, since: datetime.datetime | None = None, limit: int = 1000
+    repository: str | None = None,
+    since: datetime.datetime | None = None,
+    limit: int = 1000,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    project: str | None = None,
+    offset: int = 0,
 ) -> list[Entry]:
+    """`action` matches from its start, so `user` finds every `user …` event."""
     query = models.Event.select()
     if repository is not None:
         query = query.where(models.Event.repository == repository)
     if since is not None:
         query = query.where(models.Event.time >= since)
-    query = query.order_by(models.Event.time.desc(), models.Event.id.desc()).limit(limit)
+    if actor is not None:
+        query = query.where(models.Event.actor == actor)
+    if action is not None:
+        query = query.where(models.Event.action.startswith(action))
+    if project is not None:
+        query = query.where(models.Event.project == project)
+    query = query.order_by(models.Event.time.desc(), models.Event.id.desc())
+    query = query.limit(limit).offset(offset)
     return [
         Entry(
             row.time,

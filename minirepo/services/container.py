@@ -6,6 +6,7 @@ import dataclasses
 
 from minirepo.config import Settings
 from minirepo.services.datafolder import DataFolder
+from minirepo.services.downloads import DownloadCounter
 from minirepo.services.fetches import Fetches
 from minirepo.services.index import Index
 from minirepo.services.proxies import Proxies
@@ -20,3 +21,4 @@ class Services:
     uploads: UploadService
     proxies: Proxies
     fetches: Fetches
+    downloads: DownloadCounter

@@ -288,6 +288,12 @@ def summaries() -> list[RepoSummary]:
     ]
 
 
+def check_deletable(name: str, default_repository: str) -> None:
+    """The default repository stays: the URLs without a repository name answer from it."""
+    if name == default_repository:
+        raise UserError(f"{name} is the default repository (setting default_repository)")
+
+
 def delete(name: str, *, force: bool = False, actor: str = "cli") -> int:
     """Remove the repository and its rows; returns how many files it held.
 

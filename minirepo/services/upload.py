@@ -168,6 +168,14 @@ def check_form(form: UploadForm, settings: Settings) -> Checked:
     return check_file(dist, content, settings)
 
 
+def check_browser_file(filename: str, content: SpoolFile | None, settings: Settings) -> Checked:
+    """A file from the web UI's upload form: no form fields to cross-check, so the name and
+    version come from the filename, which `check_file` checks against the metadata."""
+    if content is None:
+        raise InvalidUpload("Choose a file to upload: a wheel (.whl) or an sdist (.tar.gz)")
+    return check_file(dists.parse_filename(filename), content, settings)
+
+
 def check_file(dist: dists.DistFilename, content: SpoolFile, settings: Settings) -> Checked:
     """The archive's checks, for an upload's file part and an imported file alike."""
     if content.size == 0:

@@ -24,7 +24,15 @@ from minirepo import errors, names
 from minirepo.errors import NotFound
 from minirepo.services.index import StoredFile
 from minirepo.services.repos import RepoInfo
-from minirepo.views.common import fetches, index, proxies, readable_source, repository, settings
+from minirepo.views.common import (
+    fetches,
+    index,
+    proxies,
+    readable_source,
+    repository,
+    services,
+    settings,
+)
 
 bp = Blueprint("files", __name__)
 
@@ -73,10 +81,23 @@ def download(repo: str | None, project: str, filename: str) -> Response:
         response.set_etag(stored.sha256)
         response.last_modified = stored.upload_time.replace(tzinfo=datetime.timezone.utc)
         response.headers["Cache-Control"] = _cache_control(info)
-        return _conditional(response, stored.size)
+        response = _conditional(response, stored.size)
     except BaseException:
         response.close()
         raise
+    if _sends_the_file(response):
+        services().downloads.count(stored.id)
+    return response
+
+
+def _sends_the_file(response: Response) -> bool:
+    """A download to count: a GET answered with the whole file, or with a range from its
+    first byte (a resumed download's later ranges, HEAD and 304 are not new downloads)."""
+    if request.method != "GET":
+        return False
+    if response.status_code == 206:
+        return str(response.headers.get("Content-Range", "")).startswith("bytes 0-")
+    return response.status_code == 200
 
 
 def _proxied(repo: RepoInfo, project: str, filename: str) -> tuple[BinaryIO, StoredFile] | Response:

@@ -11,9 +11,17 @@ from werkzeug.exceptions import ClientDisconnected
 
 from minirepo import auth
 from minirepo.errors import Forbidden, InvalidUpload, MethodNotAllowed, Unauthorized
-from minirepo.permissions import Action, ProjectInfo
+from minirepo.permissions import Action, Principal, ProjectInfo
 from minirepo.services import groups
-from minirepo.services.upload import DIGEST_FIELDS, SpoolFile, Uploader, UploadForm, check_form
+from minirepo.services.repos import RepoInfo
+from minirepo.services.upload import (
+    DIGEST_FIELDS,
+    Checked,
+    SpoolFile,
+    Uploader,
+    UploadForm,
+    check_form,
+)
 from minirepo.views.common import index, repository, settings, uploads
 
 bp = Blueprint("upload", __name__)
@@ -57,7 +65,13 @@ def upload(repo: str | None) -> Response:
     info = index().upload_target(repository(repo))
     principal = auth.require(Action.UPLOAD, info)  # before the body is read
     assert principal is not None  # noqa: S101 - uploads are never anonymous (refusal())
-    checked = check_form(read_form(), settings())
+    publish(info, principal, check_form(read_form(), settings()))
+    return Response("OK\n", mimetype="text/plain")
+
+
+def publish(info: RepoInfo, principal: Principal, checked: Checked) -> None:
+    """Store a checked file for `principal` in `info` (an upload target), with the checks
+    made again inside the write transaction; shared with the web UI's upload form."""
 
     def authorize(project: ProjectInfo | None, replacing: bool) -> None:
         auth.confirm_principal()  # a token revoked while the body streamed stores nothing
@@ -72,7 +86,6 @@ def upload(repo: str | None) -> Response:
     generation = uploads().publish(info, checked, uploader, request.remote_addr or "", authorize)
     if generation is not None:
         index().note_generation(info, generation)
-    return Response("OK\n", mimetype="text/plain")
 
 
 @bp.post("/simple", defaults={"repo": None})

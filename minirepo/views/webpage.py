@@ -29,7 +29,7 @@ from minirepo import auth
 from minirepo.errors import Forbidden, MinirepoError, Unauthorized, one_line
 from minirepo.permissions import Principal
 from minirepo.services.repos import RepoInfo
-from minirepo.uipages import MARKER, Stamp, cache_key, fill
+from minirepo.uipages import Stamp, cache_key, fill, marked
 from minirepo.views.common import settings
 
 CSP = (
@@ -51,6 +51,7 @@ def secure(response: BaseResponse) -> BaseResponse:
     """The page headers, on every answer of a UI blueprint (pages, refusals, redirects)."""
     response.headers.update(PAGE_HEADERS)
     response.headers.setdefault("Cache-Control", "no-cache")
+    # A simple `Accept` turns some pages into redirects to the simple API: caches must know.
     response.vary.add("Accept")
     return response
 
@@ -71,6 +72,17 @@ def base_url() -> str:
     return (configured or reached or settings().base_url).rstrip("/")
 
 
+def trusted_host(base: str) -> str:
+    """` --trusted-host HOST[:PORT]` for a plain-http `base`, else "": pip ignores such an
+    index unless told to trust it (the same host as `clientconfig.Target.trusted_host`).
+    A template global, so that it follows the `base_url` a page is rendered with."""
+    try:
+        parts = urllib.parse.urlsplit(base)
+    except ValueError:  # a `public_url` like "http://[x": no flag is better than a 500
+        return ""
+    return f" --trusted-host {parts.netloc}" if parts.scheme == "http" and parts.netloc else ""
+
+
 def csrf_token() -> str:
     """The session's CSRF token, made on first need (the login form of an anonymous visitor
     needs one too, so that another site cannot log a browser into an account of theirs)."""
@@ -82,8 +94,13 @@ def csrf_token() -> str:
 
 
 def viewer() -> Principal | None:
-    """Who the page is for: the session's account, or credentials the browser sends anyway."""
-    return auth.current_principal()
+    """Who the page is for: the session's account, or credentials the browser sends anyway.
+    Credentials refused in this request (a wrong CSRF token, a bad password) make the page
+    that shows the refusal an anonymous one."""
+    try:
+        return auth.current_principal()
+    except MinirepoError:
+        return None
 
 
 def form_caller() -> Principal:
@@ -118,13 +135,14 @@ def render_cached(template: str, repo: RepoInfo, **context: Any) -> Response:
     ):
         return render(template, **context)
     environ = request.environ
+    base = base_url()
     key = cache_key(
-        environ.get("SCRIPT_NAME", ""), environ["PATH_INFO"], environ.get("QUERY_STRING", "")
+        base, environ.get("SCRIPT_NAME", ""), environ["PATH_INFO"], environ.get("QUERY_STRING", "")
     )
     stamp: Stamp = current_app.extensions["minirepo.ui_stamp"](repo.generation)
-    body = render_template(template, **{**_globals(), "base_url": MARKER, **context})
+    body = render_template(template, **{**_globals(), "base_url": marked(base), **context})
     parts = current_app.extensions["minirepo.ui_pages"].put(key, stamp, body)
-    return Response(fill(parts, base_url()), mimetype="text/html")
+    return Response(fill(parts, base), mimetype="text/html")
 
 
 def _globals() -> dict[str, Any]:

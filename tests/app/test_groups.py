@@ -15,28 +15,22 @@ from flask.testing import FlaskClient
 
 from minirepo import models
 from minirepo.errors import UserError
-from minirepo.services import accounts, groups, repos
+from minirepo.services import groups, repos
 from tests.conftest import basic
 from tests.helpers.backends import BACKENDS, backend_settings, served
 from tests.helpers.distfactory import Dist, make_wheel, upload_form
-from tests.helpers.serverproc import FAST_HASH
+from tests.helpers.teamgroup import PASSWORD, add_team_and_group
 
-PASSWORD = "a-password-1"
 ALICE = basic("alice", PASSWORD)
 BOB = basic("bob", PASSWORD)
 
 
 @pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
-    """`main` (public, anyone signed in uploads), `team` (private: alice uploads), and the
-    group `all` = main, team with uploads to main (hosted members only: test_proxies.py
-    has the first start's group)."""
+    """With `add_team_and_group`'s accounts, `team` and the group `all` = main, team
+    (hosted members only: test_proxies.py has the first start's group)."""
     with served(backend_settings(request, tmp_path)) as flask_app:
-        for name in ("alice", "bob"):
-            accounts.add_user(name, PASSWORD, method=FAST_HASH)
-        repos.create("team", read="authenticated")
-        repos.grant("alice", "team", "uploader")
-        repos.create("all", kind="group", members=["main", "team"], upload_to="main")
+        add_team_and_group()
         yield flask_app
 
 

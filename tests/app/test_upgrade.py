@@ -47,6 +47,7 @@ from minirepo.services import (
 )
 from minirepo.services.container import Services
 from minirepo.services.proxy_options import DAY, ProxyOptions, options_of
+from minirepo.services.retention_rule import Rule
 from minirepo.upstream import Upstream
 from minirepo.upstream_pages import from_json
 from tests.conftest import basic, token_auth
@@ -197,6 +198,8 @@ FOLDERS = {
     "0.3.0.dev0-postgres": 3,
     "0.4.0.dev0": 4,
     "0.4.0.dev0-postgres": 4,
+    "0.5.0.dev0": 5,
+    "0.5.0.dev0-postgres": 5,
 }
 JSON_V1 = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
@@ -1246,6 +1249,52 @@ def test_schema5_adds_no_retention_rule_and_takes_one(schema4: Served) -> None:
     assert schema4.versions("/team/simple/teamlib/", schema4.password("alice")) == ["1.1"]
 
 
+# What must still hold in the folders 0.5.0.dev0 (schema 5) made, on SQLite and PostgreSQL
+# (how: the fixtures' README): the schema-4 script's folder plus retention rules, a release
+# pruned by hand, and summaries and keywords the search index is filled from.
+
+SCHEMA5 = {"sqlite": "0.5.0.dev0", "postgresql": "0.5.0.dev0-postgres"}
+
+
+@pytest.fixture(params=list(SCHEMA5.values()), ids=list(SCHEMA5))
+def schema5(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """Each folder the schema-5 script made."""
+    yield from serve(request.param, tmp_path, request)
+
+
+def test_schema5_retention_rules_and_pruned_release_are_kept(schema5: Served) -> None:
+    rules = {row.name: row.retention for row in models.Repository.select() if row.retention}
+    assert {name: Rule.from_json(text) for name, text in rules.items()} == {
+        "nightly": Rule(keep=2, older_than=30 * DAY, dev_only=True),
+        "team": Rule(keep=5),
+    }
+    pruned = models.Tombstone.select().where(models.Tombstone.reason == "pruned")
+    assert [(t.repository, t.project, t.filename) for t in pruned] == [
+        ("nightly", "nightlypkg", "nightlypkg-1.0.dev1-py3-none-any.whl")
+    ]
+    assert schema5.versions("/nightly/simple/nightlypkg/") == ["1.0.dev2", "1.0.dev3", "1.0"]
+    assert retention.apply_due() == {"nightly": [], "team": []}  # nothing old enough
+    assert schema5.upload("nightly", Dist("nightlypkg", "1.0.dev1"), schema5.password("bob")) == 400
+
+
+def test_schema6_search_finds_what_the_folder_held(schema5: Served) -> None:
+    """The upgrade to schema 6 fills the search index (SQLite) from the projects there;
+    team's stay hidden from those who may not read team."""
+
+    def found(query: str, auth: dict[str, str] | None = None) -> set[tuple[str, str, str]]:
+        answer = schema5.get(f"/-/search?q={query}&format=json", auth).json
+        return {(hit["repository"], hit["name"], hit["version"]) for hit in answer["results"]}
+
+    assert found("http client") == {("main", "alicepkg", "1.0")}  # keywords and summary
+    assert found("nightly") == {("nightly", "nightlypkg", "1.0")}
+    assert found("invoices") == found("invoices", schema5.token("bob_main")) == set()  # main only
+    alice = schema5.password("alice")
+    assert found("invoices", alice) == {("team", "teamlib", "1.1")}
+    assert found("pubtool") == {("pypi-proxy", "pubtool", "1.1")}  # a proxy's kept files
+    assert schema5.upload("main", Dist("searchable-new", "1.0", summary="Fresh"), alice) == 200
+    assert found("fresh") == {("main", "searchable-new", "1.0")}
+
+
 # The PostgreSQL schema an upgrade leaves, as the catalog describes it: columns, their
 # types, nullability and defaults; constraints; indexes.
 PG_SCHEMA_QUERIES = (
@@ -1259,7 +1308,8 @@ PG_SCHEMA_QUERIES = (
 
 
 @pytest.mark.parametrize(
-    "name", [SCHEMA2["postgresql"], SCHEMA3["postgresql"], SCHEMA4["postgresql"]]
+    "name",
+    [SCHEMA2["postgresql"], SCHEMA3["postgresql"], SCHEMA4["postgresql"], SCHEMA5["postgresql"]],
 )
 def test_an_upgraded_postgres_database_is_a_fresh_one(
     name: str, postgres_server: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest

@@ -40,4 +40,5 @@ def served(settings: Settings) -> Iterator[Flask]:
     finally:
         services.fetches.close()
         services.proxies.close()
+        services.downloads.close()  # its timer would outlive the test's database
         services.folder.database.close()

@@ -28,6 +28,7 @@ class Dist:
     summary: str = "A test package"
     metadata_version: str = "2.1"
     description: str = "Hello from a test package."
+    description_content_type: str = "text/plain"
     extra_headers: tuple[str, ...] = ()
     payload: str = ""
 
@@ -42,7 +43,8 @@ class Dist:
             lines.append(f"Requires-Python: {self.requires_python}")
         lines += [f"Requires-Dist: {req}" for req in self.requires_dist]
         lines += list(self.extra_headers)
-        lines += ["Description-Content-Type: text/plain", "", self.description]
+        lines += [f"Description-Content-Type: {self.description_content_type}", ""]
+        lines.append(self.description)
         return ("\n".join(lines) + "\n").encode()
 
     @property

@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import errno
 import hashlib
+import html.parser
 import logging
 import os
 import re
@@ -764,6 +765,36 @@ def test_case06_local_version_round_trips(tmp_path: Path) -> None:
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 MARKUP = ("<script", "<img", "onerror", "javascript:")
+# The one script a page of the web UI loads: its copy buttons, from this server.
+OWN_SCRIPT = "/-/static/copy.js"
+
+
+def inert(page: str) -> list[str]:
+    """What in an HTML page could run script: an element that runs or embeds code (but the
+    page's own script), an event attribute, a `javascript:`/`data:` URL. Empty: none."""
+    found: list[str] = []
+
+    class Checker(html.parser.HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            values = dict(attrs)
+            if tag == "script" and values.get("src") == OWN_SCRIPT:
+                return
+            active = ("script", "iframe", "object", "embed", "frame", "base")
+            if tag in active or (tag == "meta" and "http-equiv" in values):
+                found.append(f"<{tag}>")
+            for name, value in attrs:
+                url = (value or "").strip().lower().replace("\t", "").replace("\n", "")
+                if name.startswith("on"):
+                    found.append(f"{tag} {name}")
+                elif name in ("href", "src", "action", "formaction") and url.startswith(
+                    ("javascript:", "data:", "vbscript:")
+                ):
+                    found.append(f"{tag} {name}={value}")
+
+    checker = Checker()
+    checker.feed(page)
+    checker.close()
+    return found
 
 
 def hostile_metadata(content_type: str) -> bytes:
@@ -804,11 +835,19 @@ def test_case35_hostile_metadata_is_never_markup(tmp_path: Path, content_type: s
         response = post(env, path)
         assert response.status_code == 200, response.status
     pages = ["/", "/main/", "/simple/", "/main/simple/", "/simple/foo/", "/main/simple/foo/"]
+    # The web UI's pages too (issue 17): the README rendered, the search, the JSON API.
+    pages += ["/main/project/foo/", "/main/project/foo/1.0/", "/-/search?q=foo", "/pypi/foo/json"]
     for url in pages:
         for accept in ({}, JSON, {"Accept": "application/vnd.pypi.simple.v1+html"}):
             with env.client.get(url, headers=accept) as response:
                 assert response.status_code == 200, (url, response.status)
                 text = response.get_data(as_text=True)
+                if response.mimetype == "application/json":
+                    continue  # data, never rendered (nosniff): JSON escapes what it must
+                if url.startswith(("/main/project/", "/-/search")) or url in ("/", "/main/"):
+                    # A page of the web UI shows the hostile text, escaped: it must not act.
+                    assert inert(text) == [], (url, accept)
+                    continue
                 for needle in MARKUP:
                     assert needle not in text, (url, accept, needle)
     # The metadata file is served as it was uploaded, but never as something a browser renders.

@@ -12,10 +12,14 @@ LATER = {
     "urllib3": "a proxy's first fetch (minirepo.upstream)",
     "minirepo.upstream": "a proxy's first fetch",
     "packaging.requirements": "minirepo cache fetch (minirepo.services.seed)",
+    # Issue 17: the README renderers come with the first project page that shows a README.
+    "markdown_it": "a README rendered (minirepo.services.readme)",
+    "docutils": "a reStructuredText README rendered (minirepo.services.readme)",
+    "nh3": "a README rendered (minirepo.services.readme)",
 }
 
 
-def test_serving_loads_no_client_for_the_upstream_nor_a_requirement_parser() -> None:
+def test_serving_loads_no_upstream_client_requirement_parser_or_readme_renderer() -> None:
     """In a process of its own: this one has imported everything the other tests use."""
     code = (
         "import json, sys; import minirepo.cli, minirepo.server, minirepo.app; "

@@ -1,0 +1,178 @@
+"""Search over project names and their latest release's summary and keywords.
+
+The caller decides what may be searched: it passes the ids of the repositories the viewer
+may read (never a group: its members are searched), so a private project cannot leak
+from here. On SQLite the FTS5 index `project_search` (kept by triggers, `models`) ranks
+the matches; PostgreSQL has no such index yet and matches with ILIKE, exact names first.
+
+A query never reaches SQL as syntax: it is cut into words (letters and digits), each
+matched as a prefix, all of them required. Quotes, FTS operators, NUL or a megabyte of
+text give at most `MAX_WORDS` harmless words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Collection, Sequence
+
+import peewee
+
+from minirepo import models
+from minirepo.db import current, rows
+from minirepo.services import repos
+from minirepo.services.repos import RepoInfo
+
+MAX_WORDS = 8
+MAX_WORD = 64  # characters; longer words are cut (a name is rarely longer)
+MAX_QUERY = 1000  # characters read from the query at all
+_WORD = re.compile(r"[^\W_]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    repository: str
+    name: str
+    normalized: str
+    version: str
+    summary: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    total: int
+
+
+def words(query: str) -> list[str]:
+    """The words a query asks for, lower-case, at most MAX_WORDS of MAX_WORD characters."""
+    found = _WORD.findall(query[:MAX_QUERY].lower())
+    return [word[:MAX_WORD] for word in dict.fromkeys(found)][:MAX_WORDS]
+
+
+def search(
+    query: str,
+    repo_ids: Sequence[int],
+    *,
+    limit: int,
+    offset: int = 0,
+    projects: Collection[str] | None = None,
+) -> SearchResult:
+    """The projects of `repo_ids` matching every word of `query`, best first.
+
+    `projects`, when given, limits the hits to those normalized names (a token scoped to
+    projects reads only them)."""
+    asked = words(query)
+    if not asked or not repo_ids or (projects is not None and not projects):
+        return SearchResult([], 0)
+    if current().is_sqlite:
+        matches, order = _fts_matches(asked)
+    else:
+        matches, order = _ilike_matches(asked)
+    matches = matches.where(models.Project.repository.in_(list(repo_ids)))
+    if projects is not None:
+        matches = matches.where(models.Project.normalized.in_(sorted(projects)))
+    total = int(matches.count())
+    if total == 0 or offset >= total:
+        return SearchResult([], total)
+    page = matches.select(models.Project.id).order_by(*order).limit(limit).offset(offset)
+    ids = [int(row[0]) for row in rows(page.tuples())]
+    return SearchResult(_hits(ids), total)
+
+
+def _fts_matches(asked: list[str]) -> tuple[peewee.ModelSelect[models.Project], list[peewee.Node]]:
+    """Projects whose index row holds every word as a prefix, best first."""
+    index = peewee.Table(models.SEARCH_TABLE).alias(models.SEARCH_TABLE)
+    expression = " ".join(f'"{word}"*' for word in asked)  # words hold no quote: safe
+    rank = index.c.rank  # bm25, weighted as `models` configures it
+    matches = (
+        models.Project.select()
+        .join(index, on=(index.c.rowid == models.Project.id))
+        .where(peewee.SQL(f"{models.SEARCH_TABLE} MATCH ?", [expression]))
+    )
+    return matches, [rank, models.Project.normalized, models.Project.id]
+
+
+def _ilike_matches(
+    asked: list[str],
+) -> tuple[peewee.ModelSelect[models.Project], list[peewee.Node]]:
+    """Projects with a release where each word is in the name, or the latest release's
+    summary or keywords; exact names first, then names starting with the first word."""
+    latest = _latest_release()
+    keywords = peewee.NodeList(
+        (peewee.SQL("(("), latest.metadata_json, peewee.SQL(")::json -> 'keywords')::text")),
+        glue="",
+    )
+    matches = models.Project.select().join(latest, on=(latest.id == _latest_id(models.Project.id)))
+    compact = peewee.fn.REPLACE(models.Project.normalized, "-", "")
+    for word in asked:
+        pattern = f"%{word}%"
+        matches = matches.where(
+            compact.contains(word)
+            | models.Project.normalized.contains(word)
+            | latest.summary.ilike(pattern)
+            | keywords.ilike(pattern)
+        )
+    whole = "-".join(asked)
+    order = peewee.Case(
+        None,
+        (
+            (models.Project.normalized == whole, 0),
+            (models.Project.normalized.startswith(asked[0]), 1),
+        ),
+        2,
+    )
+    return matches, [order, models.Project.normalized, models.Project.id]
+
+
+def _latest_release() -> peewee.ModelAlias[models.Release]:
+    return models.Release.alias("latest")
+
+
+def _latest_id(project: peewee.Node) -> peewee.SelectQuery:
+    """The id of `project`'s latest release by upload order, as the index takes it."""
+    inner = models.Release.alias("newest")
+    return (
+        inner.select(inner.id)
+        .where(inner.project == project)
+        .order_by(inner.created.desc(), inner.id.desc())
+        .limit(1)
+    )
+
+
+def _hits(ids: list[int]) -> list[Hit]:
+    """The page's projects with their repository and latest release, in `ids`' order."""
+    latest = _latest_release()
+    query = (
+        models.Project.select(
+            models.Project.id,
+            models.Project.name,
+            models.Project.normalized,
+            models.Repository.name,
+            latest.version,
+            latest.summary,
+        )
+        .join(models.Repository)
+        .switch(models.Project)
+        .join(latest, on=(latest.id == _latest_id(models.Project.id)))
+        .where(models.Project.id.in_(ids))
+        .tuples()
+    )
+    found = {
+        int(row[0]): Hit(
+            repository=str(row[3]),
+            name=str(row[1]),
+            normalized=str(row[2]),
+            version=str(row[4]),
+            summary=str(row[5]),
+        )
+        for row in rows(query)
+    }
+    return [found[project_id] for project_id in ids if project_id in found]
+
+
+def searchable() -> list[RepoInfo]:
+    """The repositories that hold projects (hosted and proxies; a group holds none of
+    its own): the caller keeps those its viewer may read."""
+    hosting = models.Repository.select().where(models.Repository.kind != "group")
+    return [repos.info_of(row) for row in hosting.order_by(models.Repository.name)]
