@@ -14,7 +14,7 @@ from werkzeug.formparser import FormDataParser
 from minirepo import accesslog, auth, crosssite, errors, metrics, views
 from minirepo.config import Settings
 from minirepo.db import is_disk_full, is_locked
-from minirepo.fastpath import FastPages, PathTokens
+from minirepo.fastpath import FastPages, PathTokens, UiPages
 from minirepo.forms import LimitedFormParser
 from minirepo.preflight import Preflight
 from minirepo.services.container import Services
@@ -25,7 +25,7 @@ from minirepo.services.health import free_bytes
 from minirepo.services.index import Index
 from minirepo.services.proxies import Proxies
 from minirepo.services.upload import SpoolFile, UploadService
-from minirepo.uipages import RenderedPages, UiPages
+from minirepo.uipages import RenderedPages
 from minirepo.views import webpage
 from minirepo.waitress_fixes import SpoolBudget
 

@@ -1,4 +1,5 @@
-"""Cached simple pages answered before Flask's routing, under the same rules.
+"""Cached pages answered before Flask's routing, under the same rules: simple pages
+(`FastPages`) and the web UI's anonymous repository and project pages (`UiPages`).
 
 Flask's per-request work costs about half of what waitress can serve (PERFORMANCE.md), and
 pip and uv ask for a simple page per dependency on every resolve. This WSGI layer answers
@@ -17,13 +18,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import peewee
+from werkzeug.wsgi import get_host
 
 from minirepo.auth import PATH_TOKEN_KEY, Authenticator
 from minirepo.errors import ALWAYS_HEADERS, MinirepoError
 from minirepo.metrics import CACHED_PAGE, ROUTE_KEY
 from minirepo.permissions import Action, listing_filter, may
-from minirepo.services.index import Index
+from minirepo.services.index import HTML, Index
 from minirepo.services.repos import served_through
+from minirepo.uipages import RenderedPages, Stamp, cache_key, fill
 from minirepo.views.simple import negotiate, page_answer
 
 log = logging.getLogger(__name__)
@@ -131,3 +134,81 @@ class PathTokens:
             environ["RAW_URI"] = environ["REQUEST_URI"] = match["rest"]
             environ[PATH_TOKEN_KEY] = True
         return self.app(environ, start_response)
+
+
+# A repository's page, a project's page, a version's page.
+_UI_PATH = re.compile(
+    r"/(?P<repo>[a-z0-9][a-z0-9._-]{0,62})/"
+    r"(?:project/(?P<project>[a-z0-9]+(?:-[a-z0-9]+)*)/(?:[A-Za-z0-9.!+_-]{1,100}/)?)?"
+)
+
+
+class UiPages:
+    """The fast path for cached anonymous pages: no credentials, no session cookie, a
+    browser's `Accept`, a public hosted repository. Anything else goes on to Flask."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        index: Index,
+        pages: RenderedPages,
+        stamp: Callable[[int], Stamp],
+        headers: Iterable[tuple[str, str]],
+        public_url: str,
+        session_cookie: str,
+    ) -> None:
+        self.app = app
+        self.index = index
+        self.pages = pages
+        self.stamp = stamp
+        self.headers = [*headers, ("Content-Type", "text/html; charset=utf-8"), *ALWAYS_HEADERS]
+        self.public_url = public_url.rstrip("/")
+        self.cookie = f"{session_cookie}="
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        if method == "GET" or method == "HEAD":
+            body = self._answer(environ)
+            if body is not None:
+                environ[ROUTE_KEY] = CACHED_PAGE
+                headers = [*self.headers, ("Content-Length", str(len(body)))]
+                start_response("200 OK", headers)
+                return [] if method == "HEAD" else [body]
+        return self.app(environ, start_response)
+
+    def _answer(self, environ: dict[str, Any]) -> bytes | None:
+        match = _UI_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None or environ.get("HTTP_AUTHORIZATION"):
+            return None
+        if self.cookie in environ.get("HTTP_COOKIE", ""):
+            return None
+        if negotiate(environ.get("HTTP_ACCEPT")) != HTML:
+            return None
+        try:
+            repo = self.index.repo(match["repo"])
+        except (MinirepoError, peewee.PeeweeException):
+            return None
+        if repo.is_group or repo.is_proxy or not may(None, Action.READ, repo, match["project"]):
+            return None
+        base = self.public_url or _reached(environ)
+        if not base:
+            return None
+        key = cache_key(
+            base,
+            environ.get("SCRIPT_NAME", ""),
+            environ["PATH_INFO"],
+            environ.get("QUERY_STRING", ""),
+        )
+        parts = self.pages.get(key, self.stamp(repo.generation))
+        return None if parts is None else fill(parts, base)
+
+
+def _reached(environ: dict[str, Any]) -> str:
+    """The base URL as werkzeug's `request.host_url` builds it (scheme, a valid Host, the
+    mount path); "" for a Host no browser sends, which Flask answers with the bind address."""
+    host = get_host(environ)
+    if not host:
+        return ""
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{environ.get('SCRIPT_NAME', '')}"
