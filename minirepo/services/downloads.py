@@ -13,6 +13,7 @@ import collections
 import datetime
 import logging
 import threading
+import weakref
 from collections.abc import Iterable
 
 import peewee
@@ -49,7 +50,10 @@ class DownloadCounter:
             self._pending[(file_id, today())] += 1
             if self._timer is None and not self._stopped.is_set():
                 self._timer = threading.Thread(
-                    target=self._loop, name="download-counts", daemon=True
+                    target=_tick,
+                    args=(weakref.ref(self), self._interval, self._stopped),
+                    name="download-counts",
+                    daemon=True,
                 )
                 self._timer.start()
 
@@ -70,6 +74,15 @@ class DownloadCounter:
         with self._lock:
             self.epoch += 1
             self.writes += 1
+
+    def flush_from_timer(self) -> None:
+        """One flush of the timer thread, which logs a failure and tries again later."""
+        try:
+            self.flush()
+        except Exception:
+            log.exception("writing download counts failed; trying again in %g s", self._interval)
+        finally:
+            self._database.close()  # this thread's connection: one write a minute
 
     def close(self) -> None:
         """At a graceful stop: no more timer, the last counts written."""
@@ -153,16 +166,16 @@ class DownloadCounter:
                 },
             ).execute()
 
-    def _loop(self) -> None:
-        while not self._stopped.wait(self._interval):
-            try:
-                self.flush()
-            except Exception:
-                log.exception(
-                    "writing download counts failed; trying again in %g s", self._interval
-                )
-            finally:
-                self._database.close()  # this thread's connection: one write a minute
+
+def _tick(counter: weakref.ref[DownloadCounter], interval: float, stopped: threading.Event) -> None:
+    """The timer: a flush every `interval` until `close`, or until the counter itself is
+    gone (an app that was dropped, as tests drop theirs, takes its timer with it)."""
+    while not stopped.wait(interval):
+        alive = counter()
+        if alive is None:
+            return
+        alive.flush_from_timer()
+        del alive
 
 
 def _as_date(value: datetime.date | str) -> datetime.date:
