@@ -317,8 +317,7 @@ def repo_delete(folder: DataFolder, name: str, force: bool, yes: bool) -> None:
     \b
     Example:  minirepo repo delete scratch --force --yes
     """
-    if name == folder.settings.default_repository:
-        raise click.UsageError(f"{name} is the default repository (setting default_repository)")
+    repos.check_deletable(name, folder.settings.default_repository)
     confirm(f"Delete the repository {name}?", yes)
     count = repos.delete(name, force=force)
     models.wait_counter_in_force()

@@ -460,7 +460,7 @@ def test_repo_delete_refuses_files_unless_forced(cli: Cli, tmp_path: Path) -> No
     assert "Deleted repository team (1 file(s))." in result.stdout
     assert "team" not in cli.ok("repo", "list").stdout
     assert client.get("/team/simple/", headers=token_auth(token)).status_code == 404
-    assert cli("repo", "delete", "main", "--yes").exit_code == 2  # the default repository
+    assert cli("repo", "delete", "main", "--yes").exit_code == 1  # the default repository
 
 
 def test_repo_delete_without_files_needs_no_force(cli: Cli) -> None:

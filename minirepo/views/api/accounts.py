@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request, session
 
-from minirepo import auth, units
+from minirepo import auth
 from minirepo.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from minirepo.permissions import Action, Principal
 from minirepo.services import accounts, audit
@@ -162,15 +162,7 @@ def token_create() -> tuple[Response, int]:
     repositories, project_names = names_in(body, "repositories"), names_in(body, "projects")
     if user == principal.name:
         repositories, project_names = _within_own_scope(principal, repositories, project_names)
-    expires = text(body, "expires")
-    try:
-        lifetime = (
-            None
-            if expires is None
-            else datetime.timedelta(seconds=units.parse_duration(expires, "d"))
-        )
-    except ValueError as exc:
-        raise BadRequest(f"'expires': {exc}") from exc
+    lifetime = accounts.token_lifetime(text(body, "expires"))
     new = accounts.create_token(
         user,
         permission=text(body, "permission", "upload") or "upload",

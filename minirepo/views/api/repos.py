@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from minirepo.errors import BadRequest
 from minirepo.permissions import Action, refusal
 from minirepo.services import projects, repos
 from minirepo.services.repos import RepoInfo
@@ -86,8 +85,7 @@ def repo_set(repo: str) -> Response:
 def repo_delete(repo: str) -> Response:
     principal = require_admin()
     info = repository(repo)
-    if info.name == settings().default_repository:
-        raise BadRequest(f"{info.name} is the default repository (setting default_repository)")
+    repos.check_deletable(info.name, settings().default_repository)
     force = request.args.get("force", "").lower() in ("1", "true", "yes")
     count = repos.delete(info.name, force=force, actor=principal.name)
     changed(info)
