@@ -23,6 +23,7 @@ from werkzeug.wsgi import get_host
 from minirepo.auth import PATH_TOKEN_KEY, Authenticator
 from minirepo.errors import ALWAYS_HEADERS, MinirepoError
 from minirepo.metrics import CACHED_PAGE, ROUTE_KEY
+from minirepo.names import RESERVED_REPO_NAMES
 from minirepo.permissions import Action, listing_filter, may
 from minirepo.services.index import HTML, Index
 from minirepo.services.repos import served_through
@@ -180,7 +181,9 @@ class UiPages:
 
     def _answer(self, environ: dict[str, Any]) -> bytes | None:
         match = _UI_PATH.fullmatch(environ.get("PATH_INFO", ""))
-        if match is None or environ.get("HTTP_AUTHORIZATION"):
+        if match is None or match["repo"] in RESERVED_REPO_NAMES:
+            return None  # `/simple/` above all: the simple root index goes on untouched
+        if environ.get("HTTP_AUTHORIZATION"):
             return None
         if self.cookie in environ.get("HTTP_COOKIE", ""):
             return None

@@ -80,3 +80,21 @@ def test_logged_in_and_private_views_are_never_kept(
     assert len(renders) == 2
     anonymous = get(client, "/main/", "http://box:8080")
     assert "alice" not in anonymous
+
+
+def test_the_simple_index_goes_past_untouched(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/simple/` has the shape of a repository page: the UI layer must not look it up
+    (a refused lookup per request cost the root index a sixth of its rate)."""
+    index = app.extensions["minirepo"].index
+    asked: list[str | None] = []
+    real = index.repo
+
+    def repo(name: str | None) -> object:
+        asked.append(name)
+        return real(name)
+
+    monkeypatch.setattr(index, "repo", repo)
+    assert client.get("/simple/", headers=BROWSER).status_code == 200
+    assert "simple" not in asked
