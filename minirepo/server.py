@@ -185,7 +185,8 @@ def first_start_banner(
         f"    poetry source add --priority=primary minirepo {base}{simple}",
         f"    poetry config repositories.minirepo {upload_url}",
         f"    poetry config http-basic.minirepo __token__ {token}",
-        f"Set a password for {ADMIN_NAME!r}:  minirepo user passwd {ADMIN_NAME}",
+        f"Set a password for {ADMIN_NAME!r} (the web UI at {base}/ logs in with it):  "
+        f"minirepo user passwd {ADMIN_NAME}",
         "",
     ]
     return "\n".join(lines)
