@@ -21,6 +21,7 @@ from minirepo.services import accounts
 from minirepo.services.container import Services
 from tests.helpers.distfactory import Dist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
+from tests.helpers.upstreamfake import FakeUpstream
 
 pytest_plugins = ["tests.helpers.postgres"]
 
@@ -55,6 +56,13 @@ def app(settings: Settings) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    """A fake PyPI on a loopback port, for proxy repositories."""
+    with FakeUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -189,12 +189,6 @@ def test_file_urls_keep_the_prefix_the_request_came_in_on(client: FlaskClient, d
     )
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
 def test_a_proxy_answers_from_the_files_it_has_stored(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:

@@ -4,7 +4,6 @@ yank/unyank/delete forms with their confirm step, and a group's origins."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -248,12 +247,6 @@ def test_a_group_page_says_which_member_each_file_comes_from(
     assert re.search(r"<td>extra</td>", page.text)
     assert "Yank" not in page.text
     assert client.get("/both/project/secret-pkg/").status_code == 404
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
 
 
 def test_a_proxy_page_names_its_upstream_and_what_it_keeps(

@@ -38,12 +38,6 @@ ALICE = basic("alice", PASSWORD)
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
 @pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, tmp_path: Path, upstream: FakeUpstream) -> Iterator[Flask]:
     """A first start with the fake as its upstream: `main`, `pypi-proxy`, `all`."""

@@ -52,12 +52,6 @@ NO_RETRIES = {"UV_HTTP_RETRIES": "0"}
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return client_env(tmp_path / "home")
 
