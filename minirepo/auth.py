@@ -468,7 +468,10 @@ def check_csrf() -> None:
     """A change made with a session cookie must carry the session's CSRF token, which
     another site's page cannot read: in the X-CSRF-Token header or a csrf_token field."""
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
-    if not hmac.compare_digest(sent, str(session.get("csrf", ""))):
+    expected = session.get("csrf")
+    # No session yet (a login form posted without loading it) has no token to match: an
+    # empty one must never equal another empty one.
+    if not isinstance(expected, str) or not expected or not hmac.compare_digest(sent, expected):
         raise Forbidden("CSRF token missing or wrong: send the one /-/api/session gives")
 
 

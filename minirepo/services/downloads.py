@@ -67,7 +67,7 @@ class DownloadCounter:
         try:
             with self._database.activated(), self._database.write_transaction():
                 self._write(pending)
-        except peewee.DatabaseError:
+        except peewee.PeeweeException:  # InterfaceError too: a lost connection
             with self._lock:
                 self._pending.update(pending)
             raise
@@ -91,7 +91,7 @@ class DownloadCounter:
             self._timer.join()
         try:
             self.flush()
-        except peewee.DatabaseError:
+        except peewee.PeeweeException:
             log.exception("the last download counts could not be written")
 
     def totals(self, file_ids: Iterable[int]) -> dict[int, int]:

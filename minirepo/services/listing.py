@@ -48,12 +48,20 @@ class RecentUpload:
     uploaded: datetime.datetime
 
 
-def projects(repo_ids: Sequence[int], page: int, per_page: int = PER_PAGE) -> ProjectPage:
+def projects(
+    repo_ids: Sequence[int],
+    page: int,
+    per_page: int = PER_PAGE,
+    only: frozenset[str] = frozenset(),
+) -> ProjectPage:
     """Page `page` (from 1; clamped) of the projects of `repo_ids` by normalized name. For
-    a group's members, a name held by several is listed once, from the first of them."""
+    a group's members, a name held by several is listed once, from the first of them.
+    `only`: a project-scoped caller's names (`permissions.listing_filter`; empty: all)."""
     if not repo_ids:
         return ProjectPage([], 0, 1, 1)
     in_repos = models.Project.repository.in_(list(repo_ids))
+    if only:
+        in_repos &= models.Project.normalized.in_(sorted(only))
     total = int(
         models.Project.select(peewee.fn.COUNT(peewee.fn.DISTINCT(models.Project.normalized)))
         .where(in_repos)
@@ -72,7 +80,7 @@ def projects(repo_ids: Sequence[int], page: int, per_page: int = PER_PAGE) -> Pr
     )
     wanted = [normalized for (normalized,) in rows(names_query.tuples())]
     chosen = _first_holder(repo_ids, wanted)
-    latest = _latest_releases([project_id for project_id, _ in chosen.values()])
+    latest = latest_releases([project_id for project_id, _ in chosen.values()])
     listed = []
     for normalized in wanted:
         project_id, name = chosen[normalized]
@@ -95,7 +103,7 @@ def _first_holder(repo_ids: Sequence[int], wanted: list[str]) -> dict[str, tuple
     return {normalized: (project_id, name) for normalized, (_, project_id, name) in chosen.items()}
 
 
-def _latest_releases(project_ids: list[int]) -> dict[int, tuple[str, str]]:
+def latest_releases(project_ids: list[int]) -> dict[int, tuple[str, str]]:
     """project id -> (version, summary) of its latest release with files, one query."""
     if not project_ids:
         return {}

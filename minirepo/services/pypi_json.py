@@ -22,6 +22,7 @@ from packaging.version import InvalidVersion, Version
 from minirepo import dists, models
 from minirepo.db import rows
 from minirepo.services import readme
+from minirepo.services.pages import upload_time_text, version_key
 from minirepo.services.repos import RepoInfo
 
 # Stored fields whose PyPI form differs (set in `_info`): `platforms` is PyPI's `platform`.
@@ -85,17 +86,10 @@ def document(
 def latest(releases: list[_Release]) -> _Release:
     """PyPI's pick: the highest final release that is not yanked, else the highest that
     is not yanked, else the highest."""
-    ordered = sorted(releases, key=lambda release: _version_key(release.version), reverse=True)
+    ordered = sorted(releases, key=lambda release: version_key(release.version), reverse=True)
     live = [release for release in ordered if not release.is_yanked]
     final = [release for release in live if not _is_prerelease(release.version)]
     return (final or live or ordered)[0]
-
-
-def _version_key(text: str) -> tuple[int, Version | str]:
-    try:
-        return (1, Version(text))
-    except InvalidVersion:
-        return (0, text)
 
 
 def _is_prerelease(text: str) -> bool:
@@ -173,7 +167,7 @@ def _files(project_id: int, normalized: str, links: Links) -> dict[int, list[dic
                 "requires_python": requires or None,
                 "size": size,
                 "upload_time": uploaded.strftime("%Y-%m-%dT%H:%M:%S"),
-                "upload_time_iso_8601": uploaded.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "upload_time_iso_8601": upload_time_text(uploaded),
                 "url": f"{links.files}/{normalized}/{quote(filename)}",
                 "yanked": bool(yanked),
                 "yanked_reason": (reason or None) if yanked else None,

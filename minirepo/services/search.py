@@ -20,7 +20,7 @@ import peewee
 
 from minirepo import models
 from minirepo.db import current, rows
-from minirepo.services import repos
+from minirepo.services import listing, repos
 from minirepo.services.repos import RepoInfo
 
 MAX_WORDS = 8
@@ -130,7 +130,8 @@ def _latest_release() -> peewee.ModelAlias[models.Release]:
 
 
 def _latest_id(project: peewee.Node) -> peewee.SelectQuery:
-    """The id of `project`'s latest release by upload order, as the index takes it."""
+    """The id of `project`'s latest release by upload order: what the SQLite index's
+    triggers match on, so PostgreSQL matches on the same text."""
     inner = models.Release.alias("newest")
     return (
         inner.select(inner.id)
@@ -141,33 +142,30 @@ def _latest_id(project: peewee.Node) -> peewee.SelectQuery:
 
 
 def _hits(ids: list[int]) -> list[Hit]:
-    """The page's projects with their repository and latest release, in `ids`' order."""
-    latest = _latest_release()
+    """The page's projects with their repository and latest release (the one the
+    repository page shows: `listing.latest_releases`), in `ids`' order."""
     query = (
         models.Project.select(
             models.Project.id,
             models.Project.name,
             models.Project.normalized,
             models.Repository.name,
-            latest.version,
-            latest.summary,
         )
         .join(models.Repository)
-        .switch(models.Project)
-        .join(latest, on=(latest.id == _latest_id(models.Project.id)))
         .where(models.Project.id.in_(ids))
         .tuples()
     )
-    found = {
-        int(row[0]): Hit(
-            repository=str(row[3]),
-            name=str(row[1]),
-            normalized=str(row[2]),
-            version=str(row[4]),
-            summary=str(row[5]),
+    latest = listing.latest_releases(ids)
+    found = {}
+    for project_id, name, normalized, repository in rows(query):
+        version, summary = latest.get(int(project_id), ("", ""))
+        found[int(project_id)] = Hit(
+            repository=str(repository),
+            name=str(name),
+            normalized=str(normalized),
+            version=version,
+            summary=summary,
         )
-        for row in rows(query)
-    }
     return [found[project_id] for project_id in ids if project_id in found]
 
 

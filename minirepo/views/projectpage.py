@@ -33,6 +33,7 @@ from minirepo.views.common import (
 )
 from minirepo.views.webpage import (
     form_caller,
+    page_stamp,
     refusal_page,
     render,
     render_cached,
@@ -58,6 +59,7 @@ def project_page(repo: str | None, name: str, version: str | None) -> BaseRespon
     normalized = names.normalized_project(name)
     try:
         info = repository(repo)
+        stamp = page_stamp(info)
         if normalized is None:
             raise NotFound(f"No project named {name!r}")
         if normalized != name:
@@ -76,6 +78,7 @@ def project_page(repo: str | None, name: str, version: str | None) -> BaseRespon
     return render_cached(
         "project.html",
         info,
+        stamp,
         repository=info,
         project=view,
         page_url=_page_url(info, normalized),

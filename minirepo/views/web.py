@@ -11,6 +11,7 @@ that pip and uv send credentials), browsers a page (the login form, a 404 with n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import difflib
 
@@ -21,7 +22,13 @@ from werkzeug.wrappers import Response as BaseResponse
 from minirepo import auth
 from minirepo import errors as answers
 from minirepo.errors import BadRequest, Forbidden, MinirepoError, NotFound, one_line
-from minirepo.permissions import Action, Principal, may, upload_anywhere_refusal
+from minirepo.permissions import (
+    Action,
+    Principal,
+    listing_filter,
+    may,
+    upload_anywhere_refusal,
+)
 from minirepo.services import accounts, listing, projects, repos
 from minirepo.services.index import HTML
 from minirepo.services.repos import RepoInfo
@@ -33,6 +40,7 @@ from minirepo.views.upload import publish
 from minirepo.views.webpage import (
     base_url,
     form_caller,
+    page_stamp,
     refusal_page,
     render,
     render_cached,
@@ -88,7 +96,7 @@ def home() -> Response:
     principal = viewer()
     if principal is None:
         auth.require(Action.READ, index().repo(None))
-    readable = _readable(principal)
+    readable = [_members_readable_by(item, principal) for item in _readable(principal)]
     infos = {item.info.name: item.info for item in readable}
     stored = [item.info.id for item in readable if not (item.info.is_group or item.info.is_proxy)]
     uploads = [
@@ -102,6 +110,19 @@ def home() -> Response:
         uploads=uploads,
         install=_home_install(infos),
     )
+
+
+def _members_readable_by(item: repos.RepoSummary, principal: Principal | None) -> repos.RepoSummary:
+    """A group's summary naming only the members the viewer may read: a public group may
+    serve a private repository, whose name is not for everyone."""
+    if not item.members:
+        return item
+    shown = []
+    for name in item.members:
+        with contextlib.suppress(NotFound):
+            if may(principal, Action.READ, index().repo(name)):
+                shown.append(name)
+    return dataclasses.replace(item, members=tuple(shown))
 
 
 def _home_install(readable: dict[str, RepoInfo]) -> list[object]:
@@ -131,8 +152,8 @@ def repository_page(repo: str) -> BaseResponse:
                 return answers.redirect(f"../simple/{normalized}/")
         info = repository(repo)  # the answer for a missing repository: 401 or 404
     auth.require(Action.READ, info)
-    page = _page_number()
-    return render_cached("repo.html", info, **_repo_context(info, page))
+    stamp = page_stamp(info)
+    return render_cached("repo.html", info, stamp, **_repo_context(info, _page_number()))
 
 
 def _page_number() -> int:
@@ -185,7 +206,9 @@ def _repo_context(
     return {
         "repository": info,
         "description": listing.description(info.id),
-        "listing": listing.projects(_listed_repositories(info, principal), page),
+        "listing": listing.projects(
+            _listed_repositories(info, principal), page, only=listing_filter(principal, None)
+        ),
         "target": target,
         "setup": Setup(
             info.name, info.name if target else None, token=token, private=not info.is_public
@@ -232,7 +255,7 @@ def create_token(repo: str) -> Response:
         new = accounts.create_token(
             principal.name,
             permission=permission,
-            repositories=_token_scope(info),
+            repositories=_token_scope(info, principal),
             expires=lifetime,
             description=request.form.get("description", ""),
             actor=principal.name,
@@ -261,12 +284,14 @@ def _token_request(info: RepoInfo, principal: Principal) -> tuple[str, datetime.
     return permission, datetime.timedelta(days=min(days, accounts.MAX_EXPIRES.days))
 
 
-def _token_scope(info: RepoInfo) -> tuple[str, ...]:
-    """The repository, and for a group the members it reads and the one it stores
-    uploads in: a token scoped to the group alone could read none of them."""
+def _token_scope(info: RepoInfo, principal: Principal) -> tuple[str, ...]:
+    """The repository, and for a group the members it reads that the user may read too,
+    and the one it stores uploads in: a token scoped to the group alone could read none
+    of them, and one naming a private member would show its name on the tokens page."""
     if not info.is_group:
         return (info.name,)
-    names = {info.name, *(member.name for member in group_members(info))}
+    readable = [member for member in group_members(info) if may(principal, Action.READ, member)]
+    names = {info.name, *(member.name for member in readable)}
     if info.upload_to:
         names.add(info.upload_to)
     return tuple(sorted(names))

@@ -117,14 +117,24 @@ def form_caller() -> Principal:
 
 
 def render(template: str, status: int = 200, **context: Any) -> Response:
-    body = render_template(template, **_globals(), **context)
+    body = render_template(template, **_globals(), status=status, **context)
     return Response(body, status=status, mimetype="text/html")
 
 
-def render_cached(template: str, repo: RepoInfo, **context: Any) -> Response:
+def page_stamp(repo: RepoInfo) -> Stamp:
+    """What a page kept for the fast path is valid for: the repository's generation and
+    the download counts' epoch. Read it before the page's data, so that a change landing
+    while the page renders leaves it under the older stamp (rendered again next time),
+    never under the newer one with older data."""
+    stamp: Stamp = current_app.extensions["minirepo.ui_stamp"](repo.generation)
+    return stamp
+
+
+def render_cached(template: str, repo: RepoInfo, stamp: Stamp, **context: Any) -> Response:
     """`render` for the repository and project pages: an anonymous view of a public hosted
     repository is rendered with a marker for the base URL and kept for the fast path
-    (`minirepo.uipages`); everyone else gets a page of their own."""
+    (`minirepo.uipages`) under `stamp` (`page_stamp`, taken before the data was read);
+    everyone else gets a page of their own."""
     if (
         viewer() is not None
         or request.method != "GET"
@@ -139,7 +149,6 @@ def render_cached(template: str, repo: RepoInfo, **context: Any) -> Response:
     key = cache_key(
         base, environ.get("SCRIPT_NAME", ""), environ["PATH_INFO"], environ.get("QUERY_STRING", "")
     )
-    stamp: Stamp = current_app.extensions["minirepo.ui_stamp"](repo.generation)
     body = render_template(template, **{**_globals(), "base_url": marked(base), **context})
     parts = current_app.extensions["minirepo.ui_pages"].put(key, stamp, body)
     return Response(fill(parts, base), mimetype="text/html")
@@ -150,8 +159,13 @@ def _globals() -> dict[str, Any]:
         "viewer": viewer(),
         "root": root(),
         "base_url": base_url(),
-        "here": request.full_path.rstrip("?"),
+        "here": here(),
     }
+
+
+def here() -> str:
+    """This page's path as the browser asked for it (with the mount prefix), for `next`."""
+    return request.script_root + request.full_path.rstrip("?")
 
 
 def login_url(target: str) -> str:
@@ -172,7 +186,7 @@ def refusal_page(exc: MinirepoError, suggestions: list[tuple[str, str]] | None =
     """A refusal as a browser should see it: an anonymous visitor asking for a page they
     may not see yet is sent to log in; anyone else gets a page saying why."""
     if exc.status == 401 and request.method in ("GET", "HEAD") and viewer() is None:
-        return redirect(login_url(request.full_path.rstrip("?")), code=303)
+        return redirect(login_url(here()), code=303)
     response = render(
         "error.html",
         status=exc.status,

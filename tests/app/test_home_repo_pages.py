@@ -326,3 +326,29 @@ def test_token_for_a_group_covers_its_members_and_upload_target(client: FlaskCli
     assert client.post("/all/-/token", data=form).status_code == 200
     (made,) = accounts.list_tokens("alice")
     assert made.repositories == ["all", "main", "pypi-proxy"]
+
+
+def test_a_public_group_does_not_name_its_private_member(client: FlaskClient, admin: str) -> None:
+    """The group `all` is public; a private repository among its members stays unnamed on
+    the home page for those who may not read it."""
+    repos.create("vault", read="authenticated")
+    repos.create("open-all", kind="group", members=("main", "vault"))
+    anonymous = page(client, "/")
+    assert "open-all" in anonymous
+    assert "vault" not in anonymous
+    with_token = client.get("/", headers={**BROWSER, **token_auth(admin)})
+    assert "vault" in with_token.get_data(as_text=True)
+
+
+def test_a_project_scoped_token_lists_only_its_projects(
+    client: FlaskClient, admin: str, tmp_path: Path
+) -> None:
+    """As the simple root page does: its other projects are not its caller's to see."""
+    repos.create("lab", read="authenticated")
+    for name in ("lab-one", "lab-two"):
+        upload(client, admin, tmp_path / "d", Dist(name, "1.0"), "/lab/")
+    user("carol", ("lab", "reader"))
+    scoped = accounts.create_token("carol", permission="read", projects=("lab-one",)).secret
+    body = client.get("/lab/", headers={**BROWSER, **token_auth(scoped)}).get_data(as_text=True)
+    assert "lab-one" in body
+    assert "lab-two" not in body

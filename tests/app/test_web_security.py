@@ -57,12 +57,22 @@ def test_the_session_cookie(client: FlaskClient, alice: str, base: str, secure: 
     assert ("Secure" in cookie) is secure
 
 
-def test_the_login_form_needs_its_csrf_token(client: FlaskClient, alice: str) -> None:
-    client.get("/-/login")
+@pytest.mark.parametrize("loaded", [True, False], ids=["form-loaded", "no-session-yet"])
+def test_the_login_form_needs_its_csrf_token(client: FlaskClient, alice: str, loaded: bool) -> None:
+    """Also without any session: an empty token must not match the empty one it lacks."""
+    if loaded:
+        client.get("/-/login")
     response = client.post("/-/login", data={"user": alice, "password": PASSWORD})
     assert response.status_code == 403
     assert "CSRF" in response.text
     assert client.get("/-/tokens").status_code == 303  # still not logged in
+
+
+def test_next_keeps_the_mount_prefix(client: FlaskClient) -> None:
+    """Behind a path prefix (a proxy's, or a path token's) the way back includes it."""
+    response = client.get("/-/tokens", base_url="http://localhost/pypi")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/pypi/-/login?next=/pypi/-/tokens"
 
 
 def test_a_wrong_password_keeps_the_form_and_locks_out(
