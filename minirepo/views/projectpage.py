@@ -21,6 +21,7 @@ from minirepo.permissions import Action, may
 from minirepo.services import projects, projectview, readme
 from minirepo.services.projectview import Part
 from minirepo.services.repos import RepoInfo
+from minirepo.services.setup_snippets import Setup
 from minirepo.units import format_size
 from minirepo.views.api.common import changed, require
 from minirepo.views.common import (
@@ -38,16 +39,24 @@ from minirepo.views.webpage import (
     render,
     render_cached,
     root,
-    trusted_host,
     ui_blueprint,
     viewer,
 )
 
 bp = ui_blueprint("projectpage", __name__)
-bp.add_app_template_global(trusted_host)
 bp.add_app_template_filter(format_size, "filesize")
 
 CHART_DAYS = 30
+
+
+@bp.app_template_global()
+def install_line(base_url: str, repository: RepoInfo, requirement: str) -> str:
+    """The setup panel's pip line (trusted host on plain http, the token's place for a
+    private repository) for one requirement: one place builds it for every page."""
+    setup = Setup(repository.name, None, private=not repository.is_public)
+    return setup.install_commands(base_url)[0].text.removesuffix("PACKAGE") + requirement
+
+
 ACTIONS = ("yank", "unyank", "delete")
 
 

@@ -72,17 +72,6 @@ def base_url() -> str:
     return (configured or reached or settings().base_url).rstrip("/")
 
 
-def trusted_host(base: str) -> str:
-    """` --trusted-host HOST[:PORT]` for a plain-http `base`, else "": pip ignores such an
-    index unless told to trust it (the same host as `clientconfig.Target.trusted_host`).
-    A template global, so that it follows the `base_url` a page is rendered with."""
-    try:
-        parts = urllib.parse.urlsplit(base)
-    except ValueError:  # a `public_url` like "http://[x": no flag is better than a 500
-        return ""
-    return f" --trusted-host {parts.netloc}" if parts.scheme == "http" and parts.netloc else ""
-
-
 def csrf_token() -> str:
     """The session's CSRF token, made on first need (the login form of an anonymous visitor
     needs one too, so that another site cannot log a browser into an account of theirs)."""

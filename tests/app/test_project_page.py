@@ -3,6 +3,7 @@ yank/unyank/delete forms with their confirm step, and a group's origins."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -92,6 +93,13 @@ def test_a_plain_http_install_line_trusts_the_host(client: FlaskClient, world: P
     login(client, "bob", PASSWORD)
     text = client.get("/main/project/demo/").text
     assert "/main/simple/ --trusted-host localhost demo==2.0" in text
+
+
+def test_a_private_install_line_says_where_the_token_goes(client: FlaskClient, world: Path) -> None:
+    """As the setup panel's line does: without credentials pip gets a 401 there."""
+    login(client, "alice", PASSWORD)
+    text = html.unescape(client.get("/team/project/secret-pkg/").text)
+    assert "--index-url http://__token__:<token>@localhost/team/simple/" in text
 
 
 def test_yanked_versions_are_marked_with_their_reason(client: FlaskClient, world: Path) -> None:
