@@ -57,16 +57,20 @@ def peers_venv() -> Path:
     return cached_venv("peers-venv", PEER_PACKAGES)
 
 
-def minirepo_venv() -> Path:
+def minirepo_venv(*extras: str) -> Path:
     """A venv with minirepo's runtime dependencies only, as `pip install minirepo-server` on
     a Pi leaves it: no test extra, so no psycopg, which peewee imports at start whenever it
-    is installed (+11 MB RSS and +0.18 s start measured; the postgres extra is opt-in)."""
-    runtime = sorted(
-        requirement
-        for requirement in importlib.metadata.requires("minirepo-server") or []
-        if "extra ==" not in requirement
-    )
-    return cached_venv("minirepo-venv", runtime)
+    is installed (+11 MB RSS and +0.18 s start measured; the postgres extra is opt-in).
+    `extras`: those extras' dependencies too (`benchmarks.stacks`: postgres, s3)."""
+    runtime = []
+    for requirement in importlib.metadata.requires("minirepo-server") or []:
+        spec, _, marker = requirement.partition(";")
+        if "extra ==" not in marker:
+            runtime.append(requirement)
+        elif marker.split('"')[1] in extras:
+            runtime.append(spec.strip())
+    runtime.sort()
+    return cached_venv("-".join(("minirepo-venv", *extras)), runtime)
 
 
 def peer_version(venv: Path, package: str) -> str:
@@ -149,14 +153,15 @@ def start_minirepo(
     source: Path = CHECKOUT,
     name: str = "minirepo",
     settings: dict[str, str] | None = None,
+    venv: Path | None = None,
 ) -> Handle:
     """minirepo from `source` (this checkout, or another one such as a `git worktree` of
     an older commit: it runs from there, with the same interpreter and packages);
-    `settings`: more `MINIREPO_*` variables."""
+    `settings`: more `MINIREPO_*` variables; `venv`: one with extras (`minirepo_venv`)."""
     # Bytecode as `pip install` leaves it: this checkout may never have written any (for
     # one, under PYTHONDONTWRITEBYTECODE), and compiling at each start is not start-up.
     package = source / "minirepo"
-    python = str(minirepo_venv() / "bin/python")
+    python = str((venv or minirepo_venv()) / "bin/python")
     subprocess.run([python, "-m", "compileall", "-q", str(package)], check=True)
     port = free_port()
     data = folder / "data"

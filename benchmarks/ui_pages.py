@@ -15,37 +15,20 @@ turn. A browser's `Accept` is sent to the UI pages, pip's to the simple page.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
-from benchmarks import corpus as corpus_mod
-from benchmarks import load, run, servers
+from benchmarks import load, pagerun, run, servers
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--projects", type=int, default=500)
-    parser.add_argument("--versions", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/ui_pages.json"))
-    parser.add_argument("--cache", type=Path, default=servers.cache_dir())
+    parser = pagerun.parser(__doc__, "ui_pages", seconds=3.0, repeats=3)
     args = parser.parse_args()
     run.ensure_tools()
-    corpus = corpus_mod.build(
-        args.cache / f"corpus-{args.projects}-{args.versions}-full",
-        args.projects,
-        args.versions,
-        0,
-        sdists=True,
-    )
+    corpus = pagerun.build_corpus(args)
     sample = run.page_sample(corpus.projects)
     rows: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory(prefix="minirepo-ui-pages-") as tmp:

@@ -101,7 +101,9 @@ class Authenticator:
         self.settings = settings
         # Keyed BLAKE2b is a MAC at a third of HMAC-SHA256's cost, on every request.
         self._mac_key = hashlib.sha256(b"minirepo credentials cache\0" + secret).digest()
-        self.limiter = FailureLimiter(settings.login_failure_limit, settings.login_failure_window)
+        self.limiter = FailureLimiter(
+            settings.login_failure_limit, settings.login_failure_window, settings.workers
+        )
         # MAC(user, password) -> (expiry, the password hash that matched).
         self._verified: dict[bytes, tuple[float, str]] = {}
         self._last_used: dict[int, float] = {}
@@ -295,11 +297,11 @@ class Authenticator:
         if self.limiter.record(account):
             _audit_failed_login(user, remote_addr)
         self.limiter.record(address)
-        if self.limiter.count(account) == limit:
+        if self.limiter.count(account) == self.limiter.share(limit):
             log.warning(
                 "login of %r from %s locked out after %d failures", user, remote_addr, limit
             )
-        if self.limiter.count(address) == limit * ADDRESS_LIMIT_FACTOR:
+        if self.limiter.count(address) == self.limiter.share(limit * ADDRESS_LIMIT_FACTOR):
             log.warning(
                 "logins from %s locked out after %d failures",
                 remote_addr,

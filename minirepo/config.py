@@ -48,6 +48,8 @@ class Settings:
     max_upload_size: int = 1024**3
     max_metadata_size: int = 4 * 1024**2
     threads: int = 8
+    # Processes answering on the shared socket (`minirepo.workers`); "auto": one per core.
+    workers: int = 1
     connection_limit: int = 100
     channel_timeout: int = 120
     # On SIGTERM or Ctrl-C, how long requests in flight (an upload still arriving) may take
@@ -82,8 +84,20 @@ class Settings:
     metrics: str = "admin"
     # A database URL; empty means `database_path`. Kept out of repr: it may hold a password.
     database: str = dataclasses.field(default="", repr=False)
+    # Where the files live: "" is `<data>/files`; "s3://bucket/prefix" a bucket
+    # (`minirepo.s3store`) at `s3_endpoint_url` ("": AWS) in `s3_region` ("": boto3's
+    # default). Credentials come from AWS_* variables or AWS_PROFILE, never a setting.
+    # `s3_redirect`: answer a file download with a presigned URL instead of streaming it.
+    storage: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_redirect: bool = False
     # Whether admins may read and publish every package without being granted it.
     admin_package_access: bool = True
+    # The key that signs sessions, the same on every server sharing one database; "": the
+    # data folder's `secret` file, made at the first start. Never shown: not in repr, not
+    # in `config show`, never logged.
+    secret_key: str = dataclasses.field(default="", repr=False)
     # Which settings some layer (file, environment, flag) set: those left at their
     # default must not overwrite what the database stores (a repository's `read`).
     explicit: frozenset[str] = dataclasses.field(default=frozenset(), repr=False)
@@ -138,6 +152,8 @@ WHOLE_SECONDS = (
     "login_failure_window",
 )
 SECONDS = ("busy_timeout", "page_cache_seconds")
+# Settings that also take "auto": a number the machine decides (`auto_value`).
+AUTO = ("workers",)
 # The forwarding headers waitress can read from a trusted proxy (its KNOWN_PROXY_HEADERS).
 PROXY_HEADERS = frozenset(
     {
@@ -182,6 +198,8 @@ def _from_toml(name: str, value: Any) -> Any:
     refused, not read as a number, so a file means one thing whoever reads it.
     """
     default = FIELDS[name].default
+    if name in AUTO and value == "auto":
+        return _from_text(name, value)
     if name in SIZES or name in WHOLE_SECONDS or name in SECONDS:
         if isinstance(value, str) and not value.strip()[-1:].isalpha():
             raise ValueError(f"{value!r} is a string without a unit; write it without quotes")
@@ -197,6 +215,8 @@ def _from_toml(name: str, value: Any) -> Any:
 def _from_text(name: str, value: Any) -> Any:
     """An environment value (text), a flag (text or already typed) or a checked TOML value."""
     default = FIELDS[name].default
+    if name in AUTO and isinstance(value, str) and value.strip().lower() == "auto":
+        return auto_value()
     if name in SIZES:
         return parse_size(value)
     if name in SECONDS or name in WHOLE_SECONDS:
@@ -239,10 +259,15 @@ def _coerce(name: str, value: object, *, from_toml: bool) -> Any:
         raise UserError(f"Setting {name!r} has an invalid value: {exc}") from exc
 
 
+# Settings whose value is never shown (`config show` prints *** for them).
+SECRET_SETTINGS = frozenset({"secret_key"})
+SECRET_KEY_MIN = 32  # characters: what `secrets.token_urlsafe(24)` gives
+
 POSITIVE = (
     "max_upload_size",
     "max_metadata_size",
     "threads",
+    "workers",
     "fetch_workers",
     "connection_limit",
     "channel_timeout",
@@ -252,6 +277,14 @@ POSITIVE = (
     "login_failure_limit",
     "login_failure_window",
 )
+
+
+def auto_value() -> int:
+    """`workers = "auto"`: the cores this process may run on (its CPU affinity, which
+    taskset and a container's cpuset narrow), not every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - macOS has no affinity
 
 
 def _check_hash_method(method: str) -> None:
@@ -277,7 +310,7 @@ def _check_hash_method(method: str) -> None:
     )
 
 
-def _check_database_url(url: str) -> None:
+def check_database_url(url: str) -> None:
     """Refuse an unknown scheme, without echoing the URL: it may carry a password."""
     if url and not (url.startswith(DATABASE_SCHEMES) and url not in DATABASE_SCHEMES):
         raise UserError(
@@ -300,6 +333,21 @@ def _check_proxy_headers(headers: set[str]) -> None:
         )
 
 
+def _check_storage(settings: Settings) -> None:
+    """The blob store's settings, checked before anything is opened."""
+    if settings.storage and not (
+        settings.storage.startswith("s3://") and settings.storage[5:].strip("/")
+    ):
+        raise UserError(
+            "Setting 'storage' must be empty (the data folder's files/) or s3://BUCKET/PREFIX"
+        )
+    endpoint = settings.s3_endpoint_url
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise UserError("Setting 's3_endpoint_url' must start with http:// or https://")
+    if settings.s3_redirect and not settings.storage:
+        raise UserError("Setting 's3_redirect' needs 'storage' to be an s3:// bucket")
+
+
 def _validate(settings: Settings) -> Settings:
     if settings.read not in READ_MODES:
         raise UserError(f"Setting 'read' must be one of {', '.join(READ_MODES)}")
@@ -310,7 +358,7 @@ def _validate(settings: Settings) -> Settings:
             raise UserError(f"Setting {name!r} must be positive")
     if not settings.host.strip():
         raise UserError("Setting 'host' must not be empty (use 0.0.0.0 for every interface)")
-    _check_database_url(settings.database)
+    check_database_url(settings.database)
     for name in ("public_url", "upstream"):
         value = getattr(settings, name)
         if value and not value.startswith(("http://", "https://")):
@@ -330,6 +378,12 @@ def _validate(settings: Settings) -> Settings:
             "Setting 'max_spool_bytes' must be at least max_upload_size (or 0 for twice it)"
         )
     _check_proxy_headers(set(settings.trusted_proxy_headers.lower().split()))
+    _check_storage(settings)
+    if settings.secret_key and len(settings.secret_key) < SECRET_KEY_MIN:
+        raise UserError(
+            f"Setting 'secret_key' must be at least {SECRET_KEY_MIN} characters; make one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return settings
 
 

@@ -7,8 +7,10 @@ re-pointing models, and no request sees another app's database.
 
 SQLite runs in WAL mode, so pages are read while an upload commits; every write takes the
 lock up front (`BEGIN IMMEDIATE`), because a deferred transaction that reads and then
-writes fails with "database is locked" at once instead of waiting. PostgreSQL is reached
-through the same models by a `postgresql://` URL (psycopg 3, the `postgres` extra).
+writes fails with "database is locked" at once instead of waiting. Writers queue first in
+their process (a lock), then, for the workers of `serve --workers N`, across processes
+(`WriterFile`, a lock file beside the database). PostgreSQL is reached through
+the same models by a `postgresql://` URL (psycopg 3, the `postgres` extra).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 import peewee
 
 from minirepo.errors import UserError
+from minirepo.writerlock import WriterFile
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +107,28 @@ class CounterCache:
 class Database:
     """A Peewee handle with what belongs to it alone: its writer queue and counter cache."""
 
-    def __init__(self, handle: peewee.Database, busy_timeout: float, label: str) -> None:
+    def __init__(
+        self,
+        handle: peewee.Database,
+        busy_timeout: float,
+        label: str,
+        writer_file: WriterFile | None = None,
+        shared: bool = False,
+    ) -> None:
+        """`writer_file`: SQLite's queue across processes; PostgreSQL needs none, since
+        its writers wait in the server for the rows they lock, each as soon as it is free.
+        `shared`: other processes serve this database too (workers of one server, or
+        servers on several boxes): what they cache may lag (`models.forget_counters`)."""
         self.handle = handle
         self.busy_timeout = busy_timeout
         self.label = label  # for messages: a path or a URL without its password
         self.counters = CounterCache(self)
-        # One writer at a time per process, queued here. SQLite's busy handler polls
-        # (sleeping up to 100 ms between tries) and keeps no queue: under steady uploads
-        # from 4 clients one writer missed every free moment for the whole busy_timeout.
-        # Waiters on this lock are woken as it is released; SQLite's own wait is left for
-        # other processes (the CLI). Reentrant: a write may call another inside it.
+        # One writer at a time per process, queued here: waiters on this lock are woken
+        # as it is released. Reentrant: a write may call another inside it.
         self._writer = threading.RLock()
+        self._writer_file = writer_file
+        self.shared = shared
+        self._depth = 0  # writes of the thread holding `_writer`, nested
 
     @property
     def is_sqlite(self) -> bool:
@@ -142,15 +156,34 @@ class Database:
 
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[None]:
-        if not self._writer.acquire(timeout=self.busy_timeout):
-            raise peewee.OperationalError("database is locked (the other writers took too long)")
-        try:
+        with self._queued():
             if self.is_sqlite:
                 with self.handle.atomic(lock_type="IMMEDIATE"):
                     yield
             else:
                 with self.handle.atomic():
                     yield
+
+    @contextlib.contextmanager
+    def _queued(self) -> Iterator[None]:
+        """This process's turn, then (outermost write only) the other processes' turn;
+        both waits together within `busy_timeout`."""
+        deadline = time.monotonic() + self.busy_timeout
+        if not self._writer.acquire(timeout=self.busy_timeout):
+            raise peewee.OperationalError("database is locked (the other writers took too long)")
+        writers = self._writer_file if self._depth == 0 else None
+        try:
+            if writers is not None and not writers.acquire(max(deadline - time.monotonic(), 0)):
+                raise peewee.OperationalError(
+                    "database is locked (another process's writers took too long)"
+                )
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if writers is not None:
+                    writers.release()
         finally:
             self._writer.release()
 
@@ -188,6 +221,30 @@ class Database:
         finally:
             os.umask(old_umask)
         return target
+
+    def copy_aside(self, schema: str) -> str:
+        """PostgreSQL's counterpart of `copy_to` before an upgrade: every table of the
+        database copied, rows and all, into a new schema `schema` of the same database, in
+        one transaction (`CREATE TABLE ... AS TABLE`: columns and rows, no indexes). It
+        costs the database's size again, on the server that already holds it, and needs no
+        client tool of the server's version; `pg_dump --schema` takes it elsewhere."""
+        tables = self.handle.get_tables()
+        quoted = f'"{schema}"'
+        with self.handle.atomic():
+            self.handle.execute_sql(f"CREATE SCHEMA {quoted}")  # type: ignore[no-untyped-call]
+            for table in tables:
+                self.handle.execute_sql(  # type: ignore[no-untyped-call]
+                    f'CREATE TABLE {quoted}."{table}" AS TABLE "{table}"'
+                )
+        return schema
+
+    def checkpoint(self) -> None:
+        """Move what the WAL holds into the database file and empty the WAL (SQLite). After
+        a first start or an upgrade the WAL holds the whole new schema, a few hundred KB,
+        and would keep that size until its next automatic checkpoint; the small writes
+        that follow need the room more."""
+        if self.is_sqlite:
+            self.handle.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[no-untyped-call]
 
     def ping(self) -> None:
         """One round trip: raises when the database does not answer."""
@@ -252,24 +309,29 @@ def redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def open_database(url: str, default: Path, busy_timeout: float, *, create: bool) -> Database:
+def open_database(
+    url: str, default: Path, busy_timeout: float, *, create: bool, shared: bool = False
+) -> Database:
     """The database a `database` setting names; `create` allows a new SQLite file.
 
     Without `create`, a missing SQLite file is an error: the CLI must never make an empty
-    data folder by being run in the wrong directory.
+    data folder by being run in the wrong directory. `shared`: SQLite writers queue with
+    the other processes that say so (`WriterFile`: the workers of one server); the others,
+    one server process and the CLI, leave that to SQLite's busy handler, as before.
     """
     path = sqlite_path(url, default)
     if path is not None:
         if not create and not path.is_file():
             raise MissingDataFolder(path.parent if not url else path)
-        return Database(open_sqlite(path, busy_timeout), busy_timeout, str(path))
+        writers = WriterFile(path.with_name(path.name + "-writer")) if shared else None
+        return Database(open_sqlite(path, busy_timeout), busy_timeout, str(path), writers, shared)
     from playhouse.db_url import connect
 
     try:
         handle = connect(url)
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"Setting 'database' is not usable: {exc}") from exc
-    return Database(handle, busy_timeout, redact(url))
+    return Database(handle, busy_timeout, redact(url), shared=shared)
 
 
 class MissingDataFolder(UserError):

@@ -2,11 +2,19 @@
 
 Bounded, so random user names or addresses cannot grow it; no lock on the common path
 (a key with no failures), since every authenticated request asks.
+
+With `serve --workers N` each worker counts alone, and the kernel hands a connection to
+any of them. So each allows its share, `ceil(limit / N)`: the server as a whole allows at
+most `N * ceil(limit / N)` failures per window (10 with the defaults and 2 workers), never
+N times the limit. The price: failures that all land on one worker lock that worker out
+after its share, while the others still count theirs; a shared store would cost a write
+per failure, which an attacker could then make at will.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 
@@ -22,16 +30,24 @@ class FailureLimiter:
     which failures it forgave.
     """
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(self, limit: int, window: float, processes: int = 1) -> None:
+        """`processes`: the server's workers, which share every limit out (module doc)."""
         self.limit = limit
         self.window = window
+        self.processes = processes
         self._failures: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
+    def share(self, limit: int) -> int:
+        """What this process allows of a server-wide `limit`."""
+        return math.ceil(limit / self.processes)
+
     def check(self, key: str, limit: int, since: float = 0.0) -> None:
-        """Raise 429 when `key` failed `limit` times in the window (and after `since`)."""
+        """Raise 429 when `key` failed this process's share of the server-wide `limit` in
+        the window (and after `since`)."""
         if key not in self._failures:
             return  # the common case, on every authenticated request: no lock needed
+        limit = self.share(limit)
         now = time.time()
         with self._lock:
             times = self._prune(key, now)

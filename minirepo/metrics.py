@@ -10,16 +10,31 @@ whatever clients ask for.
 
 A registry per app, never prometheus_client's global one: the tests run many apps in one
 process, and two apps must neither count into each other nor register a name twice.
+
+With `serve --workers N` a scrape reaches one worker, which must answer for all of them:
+the supervisor gives the workers a folder (`share_across_processes`, before any app is
+made), prometheus_client's multiprocess mode keeps each worker's counters in a file of its
+own there, and a scrape sums every file. A dead worker's files stay, so no counter ever runs
+backwards, across a restart either; the spool gauge sums the live workers' (each updates
+its own as it answers), and disk free is asked by the worker that answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Summary
+from prometheus_client import CollectorRegistry, Counter, Gauge, Summary, multiprocess, values
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+# The folder the workers of this server count in, or None (one process). Process-wide, as
+# prometheus_client's own choice of value class is.
+_shared_folder: Path | None = None
 
 # Where the layer that answered leaves the route kind for `observe`.
 ROUTE_KEY = "minirepo.route"
@@ -43,7 +58,9 @@ class Metrics:
     ) -> None:
         """`disk_free`: None when the disk could not be asked (a scrape then says NaN)."""
         self.registry = CollectorRegistry()
-        registry = self.registry
+        shared = _shared_folder
+        # Shared: the instruments count into this worker's file, and the registry reads all.
+        registry: CollectorRegistry | None = None if shared else self.registry
         self._requests = Counter(
             "minirepo_http_requests",
             "Answers by route kind (page, file, upload, other) and status code",
@@ -85,14 +102,27 @@ class Metrics:
             registry=registry,
         )
         self._fetches = {event: fetches.labels(event) for event in FETCH_EVENTS}
-        Gauge(
-            "minirepo_disk_free_bytes", "Free bytes on the data folder's disk", registry=registry
-        ).set_function(lambda: _known(disk_free()))
-        Gauge(
-            "minirepo_spool_bytes",
-            "Bytes of request bodies being received or handled at once (max_spool_bytes caps it)",
-            registry=registry,
-        ).set_function(lambda: float(spool_in_use()))
+        disk_help = "Free bytes on the data folder's disk"
+        spool_help = (
+            "Bytes of request bodies being received or handled at once (max_spool_bytes caps it)"
+        )
+        self._spool: Gauge | None = None
+        self._spool_in_use = spool_in_use
+        if shared:
+            multiprocess.MultiProcessCollector(self.registry, str(shared))  # type: ignore[no-untyped-call]
+            self.registry.register(
+                _Asked("minirepo_disk_free_bytes", disk_help, lambda: _known(disk_free()))
+            )
+            self._spool = Gauge(
+                "minirepo_spool_bytes", spool_help, multiprocess_mode="livesum", registry=None
+            )
+        else:
+            Gauge("minirepo_disk_free_bytes", disk_help, registry=registry).set_function(
+                lambda: _known(disk_free())
+            )
+            Gauge("minirepo_spool_bytes", spool_help, registry=registry).set_function(
+                lambda: float(spool_in_use())
+            )
         # The children of `_requests` and `_sent` per (kind, code): `labels()` takes a lock
         # and builds a key on every call, this one dict lookup on the hot path.
         self._answers: dict[tuple[str, str], tuple[Counter, Counter]] = {}
@@ -114,6 +144,8 @@ class Metrics:
         requests.inc()
         if size:
             sent.inc(size)
+        if self._spool is not None:  # a worker's own part of the summed gauge
+            self._spool.set(self._spool_in_use())
         if kind == UPLOAD and code[0] == "2":
             self._uploads.inc()
         elif code == "429" or (code == "401" and "HTTP_AUTHORIZATION" in environ):
@@ -132,11 +164,49 @@ class Metrics:
         """The body and its content type: Prometheus's text format, or OpenMetrics for a
         scraper that asks for it."""
         encode, content_type = choose_encoder(accept or "")
+        if self._spool is not None:
+            self._spool.set(self._spool_in_use())
         return encode(self.registry), content_type
+
+
+class _Asked(Collector):
+    """A gauge asked at each scrape, outside the shared files (multiprocess mode keeps
+    none of prometheus_client's function gauges)."""
+
+    def __init__(self, name: str, documentation: str, ask: Callable[[], float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.ask = ask
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, value=self.ask())
 
 
 def _known(value: int | None) -> float:
     return float("nan") if value is None else float(value)
+
+
+def prepare_shared_folder(folder: Path) -> None:
+    """The supervisor's part, before any worker starts: an empty private folder (a crashed
+    run's files would count again)."""
+    if folder.exists():
+        for entry in folder.iterdir():
+            entry.unlink()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def share_across_processes(folder: Path) -> None:
+    """A worker's part, before its app is made: count in `folder` with the other workers.
+    prometheus_client names the folder by this variable only."""
+    global _shared_folder
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    _shared_folder = folder
+
+
+def forget_process(folder: Path, pid: int) -> None:
+    """A worker died: its live gauges leave the sums (its counters stay in them)."""
+    multiprocess.mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
 
 
 def init_app(app: Flask, metrics: Metrics) -> None:

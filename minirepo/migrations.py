@@ -5,19 +5,25 @@ alone: it gets a version and a step here, tested by upgrading a folder made by t
 release before it (`tests/fixtures/datafolders/`). Only `minirepo serve` upgrades, after
 copying a SQLite database aside (`VACUUM INTO`); other commands refuse an old schema, so
 a CLI of the new release never writes into a folder an old server still runs on.
+
+On PostgreSQL several processes (several boxes) may start at once on one database, so
+the check and the upgrade run under an advisory lock: one migrates, the others wait and
+then find the schema at the latest version. SQLite needs none (`serve.lock`, and the
+write lock that `schema_change` takes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import peewee
 from playhouse import migrate
 
-from minirepo import models
+from minirepo import models, search_index
 from minirepo.db import Database, MissingDataFolder, rows
 from minirepo.errors import UserError
 
@@ -29,7 +35,11 @@ log = logging.getLogger(__name__)
 # 4: the proxies' cache: upstream pages and metadata, fetch jobs, files' last use.
 # 5: hosted repositories' retention rules, applied daily by the server.
 # 6: the web UI: rendered READMEs, daily download counts, the search index (SQLite).
-LATEST = 6
+# 7: instance-wide values (the session secret's fingerprint); PostgreSQL's search index.
+LATEST = 7
+
+# The key of the PostgreSQL advisory lock migrations hold: "minirepo" as a bigint.
+MIGRATION_LOCK = int.from_bytes(b"minirepo", "big")
 
 
 def version_of(database: Database) -> int | None:
@@ -60,27 +70,48 @@ def check(database: Database) -> None:
 
 def prepare(database: Database, backups: Path) -> bool:
     """For `serve`: create a fresh schema, or upgrade an old one after a backup copy.
-    True when the schema was created now (a first start)."""
+    True when the schema was created now (a first start); of several processes starting
+    at once on one PostgreSQL database, exactly one creates or upgrades it."""
+    with _migration_lock(database):
+        return _prepare(database, backups)
+
+
+@contextlib.contextmanager
+def _migration_lock(database: Database) -> Iterator[None]:
+    """PostgreSQL: a session advisory lock around the check and the upgrade, released
+    after (also when it fails). Taken outside any transaction, so the upgrade's own
+    transaction commits before the next process reads the version."""
+    if database.is_sqlite:
+        yield
+        return
+    handle = database.handle
+    got = handle.execute_sql("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK,)).fetchone()  # type: ignore[no-untyped-call]
+    if not got[0]:
+        log.warning("another process is creating or upgrading the schema; waiting for it")
+        handle.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        handle.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))  # type: ignore[no-untyped-call]
+
+
+def _prepare(database: Database, backups: Path) -> bool:
     version = version_of(database)
     if version is None:
         with database.activated(), database.write_transaction():
             database.handle.create_tables(models.MODELS, safe=True)
-            models.create_search_index(database.handle)
+            search_index.create(database.handle)
             models.SchemaVersion.create(version=LATEST)
         return True
     _refuse_newer(database, version)
     if version == LATEST:
         return False
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if database.is_sqlite:
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        copy = database.copy_to(backups / f"minirepo-schema{version}-{stamp}.sqlite3")
-        log.warning(
-            "upgrading the database from schema %d to %d; copy at %s", version, LATEST, copy
-        )
+        copy = str(database.copy_to(backups / f"minirepo-schema{version}-{stamp}.sqlite3"))
     else:
-        log.warning(
-            "upgrading the database from schema %d to %d in one transaction", version, LATEST
-        )
+        copy = "schema " + database.copy_aside(f"minirepo_schema{version}_{stamp.lower()}")
+    log.warning("upgrading the database from schema %d to %d; copy at %s", version, LATEST, copy)
     with database.activated(), database.schema_change():
         if version_of(database) != version:
             return False  # another process upgraded it meanwhile
@@ -212,7 +243,26 @@ def _to_v5(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
 def _to_v6(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
     """The web UI's tables; on SQLite the search index, filled from the projects there."""
     handle.create_tables([models.ReadmeHtml, models.DownloadCount])
-    models.create_search_index(handle)
+    if isinstance(handle, peewee.SqliteDatabase):
+        search_index.create(handle)
+
+
+def _to_v7(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
+    """Instance-wide values (the secret's fingerprint is stored at the next start); one
+    account per name whatever its case, as a unique index; on PostgreSQL the search
+    index, filled from the projects there."""
+    handle.create_tables([models.Instance])
+    lower = peewee.fn.LOWER(models.User.name)
+    clashes = models.User.select(lower).group_by(lower).having(peewee.fn.COUNT(models.User.id) > 1)
+    if names := sorted(str(name) for (name,) in rows(clashes.tuples())):
+        raise UserError(
+            f"Accounts whose names differ only in case ({', '.join(names)}) were made by "  # noqa: S608 - a message
+            "servers racing on one database: rename all but one of each in the database "
+            "(psql: UPDATE \"user\" SET name = 'NEW' WHERE id = ID), then start again"
+        )
+    handle.execute_sql('CREATE UNIQUE INDEX "user_name_lower" ON "user" (LOWER("name"))')  # type: ignore[no-untyped-call]
+    if not isinstance(handle, peewee.SqliteDatabase):
+        search_index.create(handle)
 
 
 STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None]], ...] = (
@@ -221,4 +271,5 @@ STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None
     (4, _to_v4),
     (5, _to_v5),
     (6, _to_v6),
+    (7, _to_v7),
 )

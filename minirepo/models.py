@@ -133,6 +133,11 @@ class User(BaseModel):
     created = peewee.DateTimeField(default=utcnow)
 
 
+# One account per name whatever its case, decided by the database itself: two servers
+# adding "Alice" and "alice" at once both pass a check made before either commits.
+User.add_index(User.index(peewee.fn.LOWER(User.name), unique=True, name="user_name_lower"))
+
+
 class Project(BaseModel):
     repository = peewee.ForeignKeyField(Repository, backref="projects", on_delete="CASCADE")
     name = peewee.CharField()
@@ -322,6 +327,14 @@ class Counter(BaseModel):
     value = peewee.IntegerField(default=0)
 
 
+class Instance(BaseModel):
+    """Values of the whole installation, one row each, shared by every process and box
+    that uses this database (e.g. `SECRET_FINGERPRINT`)."""
+
+    name = peewee.CharField(unique=True)
+    value = peewee.TextField()
+
+
 class SchemaVersion(BaseModel):
     """One row: the schema version this database is at (see `migrations.py`)."""
 
@@ -329,6 +342,9 @@ class SchemaVersion(BaseModel):
 
 
 AUTH_COUNTER = "auth"
+# The HMAC of a fixed label under the secret that signs sessions, never the secret: boxes
+# sharing a database must share that secret (`services.datafolder`).
+SECRET_FINGERPRINT = "secret_fingerprint"  # noqa: S105 - a row name
 
 MODELS = (
     Repository,
@@ -354,77 +370,29 @@ MODELS = (
     TokenProject,
     Event,
     Counter,
+    Instance,
     SchemaVersion,
 )
-
-
-# SQLite only: the search index (FTS5), one row per project that has a release (rowid =
-# project.id): its name, the name without separators (so "alicepkg" finds "alice-pkg"),
-# and the summary and keywords of its latest release (by upload order). Triggers keep it,
-# so every path that writes projects or releases (upload, delete, retention, import, a
-# proxy's fetch, a repository deleted with its projects) keeps it right with no code of
-# its own. PostgreSQL has none: `services.search` matches with ILIKE there.
-SEARCH_TABLE = "project_search"
-_INDEX_PROJECTS = (
-    "INSERT INTO project_search (rowid, name, compact, summary, keywords) "
-    "SELECT p.id, p.name, replace(p.normalized, '-', ''), r.summary, "
-    "coalesce((SELECT group_concat(k.value, ' ') FROM json_each(CASE WHEN "
-    "json_valid(r.metadata_json) THEN r.metadata_json ELSE '{{}}' END, '$.keywords') k), '') "
-    'FROM "project" p JOIN "release" r ON r.id = (SELECT id FROM "release" '
-    "WHERE project_id = p.id ORDER BY created DESC, id DESC LIMIT 1){where}"
-)
-
-
-def _reindex(project: str) -> str:
-    """The statements that make `project`'s row right again, whatever changed."""
-    return (  # `project` is a column of the trigger's row (new.id), never a value
-        f"DELETE FROM project_search WHERE rowid = {project}; "  # noqa: S608
-        f"{_INDEX_PROJECTS.format(where=f' WHERE p.id = {project}')};"
-    )
-
-
-SEARCH_DDL = (
-    "CREATE VIRTUAL TABLE project_search USING fts5("
-    "name, compact, summary, keywords, tokenize = 'unicode61 remove_diacritics 2', "
-    "prefix = '1 2 3 4')",
-    # Ranked by bm25 with these weights of name, compact name, summary and keywords.
-    "INSERT INTO project_search (project_search, rank) VALUES ('rank', 'bm25(10, 10, 1, 4)')",
-    'CREATE TRIGGER project_search_drop AFTER DELETE ON "project" BEGIN '
-    "DELETE FROM project_search WHERE rowid = old.id; END",
-    'CREATE TRIGGER project_search_rename AFTER UPDATE OF name, normalized ON "project" BEGIN '
-    f"{_reindex('new.id')} END",
-    'CREATE TRIGGER project_search_release_add AFTER INSERT ON "release" BEGIN '
-    f"{_reindex('new.project_id')} END",
-    'CREATE TRIGGER project_search_release_drop AFTER DELETE ON "release" BEGIN '
-    f"{_reindex('old.project_id')} END",
-    "CREATE TRIGGER project_search_release_change AFTER UPDATE OF "
-    'project_id, summary, metadata_json, created ON "release" BEGIN '
-    f"{_reindex('old.project_id')} {_reindex('new.project_id')} END",
-)
-# Fills the index from the rows already there (a new database, the upgrade to schema 6).
-SEARCH_FILL = (_INDEX_PROJECTS.format(where=""),)
-
-
-def create_search_index(handle: peewee.Database) -> None:
-    """The SQLite search index and its triggers, filled from the existing rows (inside
-    the caller's schema transaction); nothing on PostgreSQL."""
-    if not isinstance(handle, peewee.SqliteDatabase):
-        return
-    for statement in (*SEARCH_DDL, *SEARCH_FILL):
-        handle.execute_sql(statement)  # type: ignore[no-untyped-call]
 
 
 def bump_counter(name: str) -> None:
     """Call inside the write transaction that makes the change the counter announces,
     and `forget_counters` once it has committed."""
-    updated = Counter.update(value=Counter.value + 1).where(Counter.name == name).execute()
-    if not updated:
-        Counter.create(name=name, value=1)
+    # One statement: an update-or-insert would let two processes both insert the first.
+    Counter.insert(name=name, value=1).on_conflict(
+        conflict_target=[Counter.name], update={Counter.value: Counter.value + 1}
+    ).execute()
 
 
 def forget_counters() -> None:
-    """Drop the values this process trusts, so a change it committed counts here at once."""
-    current().counters.forget()
+    """Drop the values this process trusts, so a change it committed counts here at once;
+    where other processes serve the same database (`Database.shared`: the workers of one
+    server, or several servers on PostgreSQL), wait until they have re-read it too, so a
+    token revoked through one is refused by all the others when its answer is sent."""
+    database = current()
+    database.counters.forget()
+    if database.shared:
+        wait_counter_in_force()
 
 
 def wait_counter_in_force() -> None:

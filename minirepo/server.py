@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import logging
+import shutil
+import signal
 import socket
 import sys
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import click
 from waitress.adjustments import Adjustments
 
-from minirepo import accesslog, config, models, netaddrs, shutdown, waitress_fixes
+from minirepo import accesslog, config, metrics, models, netaddrs, shutdown, waitress_fixes, workers
 from minirepo.app import create_app
 from minirepo.config import WILDCARD_HOSTS, Settings
+from minirepo.db import open_database
 from minirepo.errors import UserError
 from minirepo.services import repos
 from minirepo.services.datafolder import (
     ADMIN_NAME,
     FIRST_TOKEN_FILE,
+    DataFolder,
     ServeLock,
     create_first_admin,
     open_for_serving,
@@ -81,27 +87,40 @@ def check_address(settings: Settings) -> None:
     """Bind each address `serve` will listen on and let go: a busy port is reported before
     anything is made in the data folder (or the folder itself).
 
-    waitress binds when its server is made, which needs the app and so the open folder;
-    handing it sockets bound here would mean giving up its host and port handling. So the
-    probe resolves the host as waitress does and sets its options: SO_REUSEADDR, so that a
-    port a stopped server left in TIME_WAIT counts as free, as it will for waitress. A
-    process taking the port in the moment between is reported the same way by `_serve`.
+    With one process waitress binds when its server is made, which needs the app and so
+    the open folder; handing it sockets bound here would mean giving up its host and port
+    handling. So the probe resolves the host as waitress does and sets its options:
+    SO_REUSEADDR, so that a port a stopped server left in TIME_WAIT counts as free, as it
+    will for waitress. A process taking the port in the moment between is reported the
+    same way by `_serve`.
     """
+    for probe in bound_sockets(settings):
+        probe.close()
+
+
+def bound_sockets(settings: Settings) -> list[socket.socket]:
+    """A socket bound to each address waitress would listen on, with its options; the
+    caller closes them (the workers' parent listens on them)."""
     try:
         wanted = Adjustments(host=settings.host, port=settings.port).listen
     except ValueError as exc:
         raise UserError(
             f"Cannot listen on {_address(settings)}: no such address (check --host)"
         ) from exc
-    for family, kind, proto, address in wanted:
-        with socket.socket(family, kind, proto) as probe:
+    made: list[socket.socket] = []
+    try:
+        for family, kind, proto, address in wanted:
+            sock = socket.socket(family, kind, proto)
+            made.append(sock)
             if family == socket.AF_INET6:
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                raise listen_error(settings, exc) from exc
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in made:
+            sock.close()
+        raise listen_error(settings, exc) from exc
+    return made
 
 
 def index_is_public(settings: Settings) -> bool:
@@ -215,22 +234,85 @@ def run(settings: Settings) -> None:
     lock = ServeLock(settings.data)
     lock.acquire()
     try:
-        _serve(settings)
+        if settings.workers > 1:
+            _serve_workers(settings)
+        else:
+            _serve(settings)
     finally:
         lock.release()
 
 
 def _serve(settings: Settings) -> None:
     folder = open_for_serving(settings)
+    folder.database.shared = not folder.database.is_sqlite  # other servers may use it
     app = create_app(settings, folder)
+    server = _waitress(app, settings)
+    _announce(settings, folder)
+    _answer(settings, folder, app, server, housekeeping=True)
+
+
+def _serve_workers(settings: Settings) -> None:
+    """The parent of `--workers N` (`minirepo.workers`): the folder opened, the port bound
+    and the first start announced once, then N workers forked, each with its own database
+    connection; retention's daily look runs in worker 0 only."""
+    folder = open_for_serving(settings)
+    sockets = bound_sockets(settings)
+    counted = settings.data / "tmp" / "worker-metrics"  # the next start's sweep clears it too
+    try:
+        for sock in sockets:
+            sock.listen(Adjustments().backlog)
+        _announce(settings, folder)
+        folder.database.close()  # no connection may cross the fork
+        metrics.prepare_shared_folder(counted)
+
+        def work(index: int) -> None:
+            metrics.share_across_processes(counted)
+            database = open_database(
+                settings.database,
+                settings.database_path,
+                settings.busy_timeout,
+                create=False,
+                shared=True,
+            )
+            own = dataclasses.replace(folder, database=database)
+            app = create_app(settings, own)
+            server = _waitress(app, settings, sockets)
+            _answer(settings, own, app, server, index == 0, (workers.WORKER_STOP,))
+
+        supervisor = workers.Supervisor(
+            settings.workers,
+            work,
+            settings.stop_timeout,
+            on_exit=lambda pid: metrics.forget_process(counted, pid),
+        )
+        try:
+            supervisor.run()
+        except workers.GaveUp as exc:
+            raise UserError(f"Stopped: {exc} (its error is in the log above)") from exc
+    finally:
+        for sock in sockets:
+            sock.close()
+        shutil.rmtree(counted, ignore_errors=True)
+
+
+def _waitress(app: Any, settings: Settings, sockets: list[socket.socket] | None = None) -> Any:
     try:
         server = waitress_fixes.create_server(
-            app, settings, app.extensions["minirepo.preflight"], app.extensions["minirepo.spool"]
+            app,
+            settings,
+            app.extensions["minirepo.preflight"],
+            app.extensions["minirepo.spool"],
+            sockets,
         )
     except OSError as exc:
         raise listen_error(settings, exc) from exc
     # Not a create_server() keyword, but read from the shared adjustments at each accept.
     server.adj.socket_options = SOCKET_OPTIONS
+    return server
+
+
+def _announce(settings: Settings, folder: DataFolder) -> None:
+    """The first start's admin and banner, and the line that says where we serve."""
     # Under systemd the token goes to a file, not into the journal (readable by `adm`).
     token_file = settings.data.resolve() / FIRST_TOKEN_FILE if config.started_by_systemd() else None
     with folder.database.activated():
@@ -240,12 +322,26 @@ def _serve(settings: Settings) -> None:
     if admin_token:
         click.echo(first_start_banner(settings, admin_token, is_public, group, token_file))
     urls = " and ".join(served_urls(settings))
-    click.echo(f"minirepo is serving {urls} (data in {settings.data})")
+    processes = f", {settings.workers} workers" if settings.workers > 1 else ""
+    click.echo(f"minirepo is serving {urls} (data in {settings.data}{processes})")
     sys.stdout.flush()
-    housekeeping = Housekeeping(folder.database)
-    housekeeping.start()
+
+
+def _answer(
+    settings: Settings,
+    folder: DataFolder,
+    app: Any,
+    server: Any,
+    housekeeping: bool,
+    stop_signals: tuple[signal.Signals, ...] = shutdown.STOP_SIGNALS,
+) -> None:
+    """Serve until a stop signal; `housekeeping`: this process runs the daily jobs."""
+    keeper = Housekeeping(folder.database) if housekeeping else None
+    if keeper is not None:
+        keeper.start()
     try:
-        shutdown.GracefulServer(server, settings.stop_timeout).serve()
+        shutdown.GracefulServer(server, settings.stop_timeout, stop_signals).serve()
     finally:
-        housekeeping.stop()
+        if keeper is not None:
+            keeper.stop()
         app.extensions["minirepo"].downloads.close()  # the last minute's counts

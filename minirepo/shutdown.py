@@ -18,6 +18,8 @@ waitress's trigger pipe. Between two passes the stop then:
    left of the grace, or `THREAD_EXIT_SECONDS` past it, and closes the rest.
 
 The systemd unit's `TimeoutStopSec` must leave room for all of it (systemd/minirepo.service).
+A worker of `serve --workers N` stops the same way on the signal its parent forwards
+(`minirepo.workers`).
 """
 
 from __future__ import annotations
@@ -55,9 +57,13 @@ class GracefulServer:
     """Runs a server made by `waitress_fixes.create_server` until a stop signal, then stops
     it as the module says."""
 
-    def __init__(self, server: Any, grace: float) -> None:
+    def __init__(
+        self, server: Any, grace: float, signals: tuple[signal.Signals, ...] = STOP_SIGNALS
+    ) -> None:
+        """`signals`: those that stop it (a second one cuts what is left)."""
         self.server = server
         self.grace = grace
+        self.stop_signals = signals
         self.map: dict[int, Any] = (
             server.map if isinstance(server, MultiSocketServer) else server._map
         )
@@ -66,7 +72,7 @@ class GracefulServer:
         self.closed = False
 
     def serve(self) -> None:
-        for signum in STOP_SIGNALS:
+        for signum in self.stop_signals:
             signal.signal(signum, self._on_signal)
         while not self.signals:
             self._one_pass(self.server.adj.asyncore_loop_timeout)

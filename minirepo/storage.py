@@ -16,7 +16,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -33,7 +33,21 @@ class BlobInfo:
 
 
 class BlobStore(Protocol):
-    """Where distribution files live; every caller goes through this (an S3 store is next)."""
+    """Where distribution files live; every caller goes through this (`LocalBlobStore`
+    below, `minirepo.s3store.S3BlobStore`). Uploads always spool into a local `tmp/`."""
+
+    kind: str  # "local" or "s3", for /-/health
+
+    def ensure_dirs(self) -> None:
+        """Make the store usable at start: its local folders; an S3 store also checks that
+        its bucket answers, refusing to start (UserError) with the setting to fix."""
+
+    def answers(self) -> bool:
+        """Whether the store takes work now, for `/-/health`: cheap, probes poll it."""
+
+    def direct_url(self, key: str) -> str | None:
+        """A short-lived URL at which a client fetches the blob from the store itself
+        (`s3_redirect`), or None: the server streams it."""
 
     def new_temp(self) -> tuple[int, Path]:
         """An exclusive local temp file to spool an upload into; the caller closes and
@@ -53,6 +67,10 @@ class BlobStore(Protocol):
 
     def info(self, key: str) -> BlobInfo | None:
         """Size and modification time, or None when the blob is not there."""
+
+    def missing(self, keys: Iterable[str]) -> set[str]:
+        """Of `keys`, those whose blob is not there: a page leaves their files out (the
+        file is withdrawn), so this runs at every render and must be cheap."""
 
     def sha256(self, key: str) -> str:
         """The blob's sha256, read in full."""
@@ -83,6 +101,49 @@ def _matches(handle: BinaryIO, key: str) -> bool:
 
 def blob_key(sha256: str, filename: str) -> str:
     return f"{sha256[:2]}/{sha256}/{filename}"
+
+
+def key_parts(key: str) -> list[str]:
+    """`ab/<sha256>/<filename>` split, refusing anything else (no `..`, no empty part)."""
+    parts = key.split("/")
+    if len(parts) != 3 or any(part in ("", ".", "..") for part in parts):
+        raise StorageError(f"Invalid storage key {key!r}")
+    return parts
+
+
+def quarantine_target(folder: Path, key: str) -> Path:
+    """Where a blob moved out of the store lands: `<folder>/<time>-<key with dashes>`; a
+    name too long for the filesystem gets a folder of its own, keeping the filename whole."""
+    filename = key.rsplit("/", 1)[-1]
+    target = folder / f"{int(time.time())}-{key.replace('/', '-')}"
+    if len(target.name.encode()) > 255:  # NAME_MAX
+        target = target.parent / target.name[: -len(filename) - 1] / filename
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+    return target
+
+
+def new_temp_in(tmp: Path) -> tuple[int, Path]:
+    """An exclusive temp file in `tmp`; the caller closes and removes it."""
+    try:
+        fd, name = tempfile.mkstemp(dir=tmp, prefix="upload-", suffix=".part")
+    except OSError as exc:
+        raise storage_error(exc, "the upload") from exc
+    return fd, Path(name)
+
+
+def sweep_folder(tmp: Path, older_than: float = 0.0) -> int:
+    """Remove what lies in `tmp` (uploads left in flight by a crash); returns how many."""
+    removed = 0
+    limit = time.time() - older_than
+    for entry in tmp.iterdir() if tmp.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):
+            if entry.lstat().st_mtime <= limit:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+    return removed
 
 
 def fsync_dir(path: Path) -> None:
@@ -122,6 +183,8 @@ class LocalBlobStore:
     """Blobs below `<data>/files`, temp files in `<data>/tmp` on the same filesystem;
     `verified`: where the hashes already checked are remembered (`minirepo.verified`)."""
 
+    kind = "local"
+
     def __init__(self, root: Path, tmp: Path, verified: Path | None = None) -> None:
         self.root = root
         self._root_text = str(root)
@@ -132,24 +195,24 @@ class LocalBlobStore:
         for path in (self.root, self.tmp):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
+    def answers(self) -> bool:
+        """The blob folder takes new files (EROFS on a read-only mount too): one system call."""
+        return os.access(self.root, os.W_OK | os.X_OK)
+
+    def direct_url(self, key: str) -> str | None:
+        return None
+
     def local_path(self, key: str) -> Path:
         """Where `key` lives on disk (this store only)."""
         return Path(self._local_text(key))
 
     def _local_text(self, key: str) -> str:
         """`local_path` as text: pathlib's own cost was most of a page render's stats."""
-        parts = key.split("/")
-        if len(parts) != 3 or any(part in ("", ".", "..") for part in parts):
-            raise StorageError(f"Invalid storage key {key!r}")
-        return os.path.join(self._root_text, *parts)
+        return os.path.join(self._root_text, *key_parts(key))
 
     def new_temp(self) -> tuple[int, Path]:
         """An exclusive temp file in `<data>/tmp`; the caller closes and removes it."""
-        try:
-            fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-", suffix=".part")
-        except OSError as exc:
-            raise storage_error(exc, "the upload") from exc
-        return fd, Path(name)
+        return new_temp_in(self.tmp)
 
     def put(self, source: Path, key: str) -> bool:
         target = self.local_path(key)
@@ -264,6 +327,10 @@ class LocalBlobStore:
             return None
         return BlobInfo(stat_result.st_size, stat_result.st_mtime)
 
+    def missing(self, keys: Iterable[str]) -> set[str]:
+        """A stat each: cheap on a local disk, and it sees a blob deleted by hand."""
+        return {key for key in keys if self.info(key) is None}
+
     def sha256(self, key: str) -> str:
         """Read in full, never from memory (fsck's check); a match is remembered, so the
         first download after an fsck need not read the file again."""
@@ -289,10 +356,7 @@ class LocalBlobStore:
         source = self.local_path(key)
         if any(path.is_symlink() for path in (source.parent, source.parent.parent)):
             raise OSError(errno.ELOOP, "a folder on the way is a symlink", str(source))
-        target = folder / f"{int(time.time())}-{key.replace('/', '-')}"
-        if len(target.name.encode()) > 255:  # NAME_MAX: keep the filename whole
-            target = target.parent / target.name[: -len(source.name) - 1] / source.name
-            target.parent.mkdir(mode=0o700, exist_ok=True)
+        target = quarantine_target(folder, key)
         os.replace(source, target)
         self._verified.forget(key)
         self._remove_empty_parents(source)
@@ -307,17 +371,7 @@ class LocalBlobStore:
 
     def sweep_tmp(self, older_than: float = 0.0) -> int:
         """Remove uploads left in flight by a crash; returns how many were removed."""
-        removed = 0
-        limit = time.time() - older_than
-        for entry in self.tmp.iterdir() if self.tmp.is_dir() else ():
-            with contextlib.suppress(FileNotFoundError):
-                if entry.lstat().st_mtime <= limit:
-                    if entry.is_dir() and not entry.is_symlink():
-                        shutil.rmtree(entry)
-                    else:
-                        entry.unlink()
-                    removed += 1
-        return removed
+        return sweep_folder(self.tmp, older_than)
 
 
 def _plain_dirs(folder: Path) -> list[os.DirEntry[str]]:

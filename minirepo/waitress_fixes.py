@@ -38,6 +38,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -506,17 +507,25 @@ def proxy_translation(settings: Settings) -> Callable[[dict[str, Any]], dict[str
 
 
 def create_server(
-    app: Any, settings: Settings, preflight: Preflight | None, budget: SpoolBudget
+    app: Any,
+    settings: Settings,
+    preflight: Preflight | None,
+    budget: SpoolBudget,
+    sockets: list[socket.socket] | None = None,
 ) -> Any:
     """waitress's server for `app`, with minirepo's channel on every socket it listens on.
-    The app holds `budget`, so `/-/health` and `/-/metrics` see what is spooled."""
+    The app holds `budget`, so `/-/health` and `/-/metrics` see what is spooled.
+    `sockets`: listening sockets bound already (a worker's, `minirepo.workers`), else it
+    binds the settings' host and port."""
     install()
     socket_map: dict[int, Any] = {}
+    where: dict[str, Any] = (
+        {"sockets": sockets} if sockets else {"host": settings.host, "port": settings.port}
+    )
     server = waitress.create_server(
         app,
         map=socket_map,
-        host=settings.host,
-        port=settings.port,
+        **where,
         threads=settings.threads,
         connection_limit=settings.connection_limit,
         channel_timeout=settings.channel_timeout,

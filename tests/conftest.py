@@ -23,7 +23,7 @@ from tests.helpers.distfactory import Dist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
 from tests.helpers.upstreamfake import FakeUpstream
 
-pytest_plugins = ["tests.helpers.postgres"]
+pytest_plugins = ["tests.helpers.postgres", "tests.helpers.seaweed"]
 
 ADMIN_PASSWORD = "admin-password-1"
 

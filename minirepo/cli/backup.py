@@ -1,17 +1,22 @@
-"""`backup` and `restore`: a copy of the data folder taken while the server runs."""
+"""`backup` and `restore`: a copy of the data folder taken while the server runs;
+`migrate-data`: the folder copied into PostgreSQL and S3."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import click
 
-from minirepo import migrations
+from minirepo import config, migrations
 from minirepo.cli.base import fail, main, pass_folder, pass_settings
 from minirepo.config import Settings
+from minirepo.db import open_database, redact
 from minirepo.services import backup as backups
+from minirepo.services import datafolder, migrate_data
 from minirepo.services.datafolder import DataFolder
 from minirepo.units import format_size
 
@@ -34,24 +39,17 @@ def backup(folder: DataFolder, dest: Path, as_tar: bool) -> None:
     database is copied first, in one snapshot that holds up no upload; then every file it
     names, checked against its sha256. Restore with minirepo restore.
 
-    On PostgreSQL the database is not copied: take a pg_dump just before, then run
-    this, which copies the files and the secret.
+    On PostgreSQL the rows are exported into the backup as a SQLite file, in one
+    snapshot; a restore copies them into the database the target's settings name.
 
     \b
     Example:  minirepo backup /mnt/usb/minirepo-2026-05-01
     """
     manifest = backups.backup(folder, dest, tar=as_tar, bar=_bar("Copying files"))
-    what = "the database" if manifest.database == backups.SQLITE else "no database"
     click.echo(
         f"Backed up {manifest.blobs} file(s) ({format_size(manifest.blob_bytes)}), "
-        f"{what} and the secret to {dest}."
+        f"the database and the secret to {dest}."
     )
-    if manifest.database == backups.POSTGRESQL:
-        click.echo(
-            "minirepo: the database is on PostgreSQL and not in this backup: keep a pg_dump "
-            "taken just before it (pg_dump -Fc), so every file the dump names is here",
-            err=True,
-        )
     if manifest.damaged:
         for key in manifest.damaged:
             click.echo(f"damaged or missing: {key}")
@@ -90,3 +88,76 @@ def restore(settings: Settings, source: Path) -> None:
     elif restored.schema < migrations.LATEST:
         click.echo(f"Its schema {restored.schema} is upgraded by the first minirepo serve.")
     click.echo(f"Next: minirepo serve --data {data}   then: minirepo fsck --data {data}")
+
+
+def _steps(label: str, length: int) -> AbstractContextManager[migrate_data.Progress]:
+    """A progress bar of `length` steps, advanced by the count the copy reports."""
+    return _Advancing(click.progressbar(length=length, label=label))
+
+
+class _Advancing:
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def __enter__(self) -> migrate_data.Progress:
+        self.bar.__enter__()
+        return self.bar.update  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+
+@main.command("migrate-data")
+@click.option(
+    "--to-database", metavar="URL", help="Where the rows go: postgresql://user:pass@host/db"
+)
+@click.option("--to-storage", metavar="URL", help="Where the files go: s3://bucket/prefix")
+@click.option("--verify", is_flag=True, help="Read every file back from the target: its sha256.")
+@pass_folder
+def migrate_data_cmd(
+    folder: DataFolder, to_database: str | None, to_storage: str | None, verify: bool
+) -> None:
+    """Copy this data folder's database into PostgreSQL and its files into S3, for
+    several servers on one database and bucket; the folder itself is only read.
+
+    Stop the server first (what it stores during the copy may be missed). The target
+    database must be empty; a copy cut short is run again once it is emptied, and files
+    already in the bucket are not sent twice. The bucket's endpoint and region are the
+    settings s3_endpoint_url and s3_region, as for serve; its credentials come from the
+    AWS_* variables or AWS_PROFILE.
+
+    \b
+    Example:  minirepo migrate-data --to-database postgresql://minirepo@db/minirepo \\
+                  --to-storage s3://packages/minirepo --verify
+    """
+    if not to_database and not to_storage:
+        fail("Name a target: --to-database URL, --to-storage URL or both")
+    target = dataclasses.replace(
+        folder.settings, database=to_database or "", storage=to_storage or ""
+    )
+    target_db = None
+    if to_database:
+        config.check_database_url(to_database)
+        target_db = open_database(
+            to_database, target.database_path, target.busy_timeout, create=False
+        )
+    target_store = datafolder.blob_store(target) if to_storage else None
+    try:
+        copied = migrate_data.migrate(folder, target_db, target_store, check=verify, bar=_steps)
+    finally:
+        if target_db is not None:
+            target_db.close()
+    for problem in copied.problems:
+        click.echo(f"problem: {problem}")
+    if copied.problems:
+        fail(f"{len(copied.problems)} problem(s): the target is not a usable copy")
+    click.echo(
+        f"Copied {copied.rows} row(s) and {copied.blobs} file(s) "
+        f"({format_size(copied.size)}; {copied.present} were there already)"
+        + (f", {copied.verified} read back and verified." if verify else ".")
+    )
+    click.echo("Next, in minirepo.toml of every server:")
+    if to_database:
+        click.echo(f'    database = "{redact(to_database)}"')
+    if to_storage:
+        click.echo(f'    storage = "{to_storage}"')

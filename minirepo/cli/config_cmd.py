@@ -64,9 +64,16 @@ def describe(settings: Settings) -> list[str]:
             for path in (config.LOCAL_CONFIG, config.SYSTEM_CONFIG)
         )
         header = f"# settings file: none (no --config, no MINIREPO_CONFIG, none of {searched})"
-    pairs = [(f"{name} = {toml_value(getattr(settings, name))}", name) for name in config.FIELDS]
+    pairs = [(f"{name} = {_shown(settings, name)}", name) for name in config.FIELDS]
     pad = min(MAX_PAD, max(len(text) for text, _ in pairs))
     return [header] + [f"{text:<{pad}}  # {settings.source(name)}" for text, name in pairs]
+
+
+def _shown(settings: Settings, name: str) -> str:
+    value = getattr(settings, name)
+    if name in config.SECRET_SETTINGS and value:
+        return toml_value(HIDDEN)
+    return toml_value(value)
 
 
 @main.group("config")

@@ -31,11 +31,16 @@ from minirepo.services.datafolder import DataFolder
     help="Proxies ask no upstream: they serve what they have cached.",
 )
 @click.option(
+    "--workers",
+    metavar="N|auto",
+    help="Processes answering on the port (default 1; auto: one per core).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(LOG_FORMATS),
     help="Log lines as text (default) or json, one object per line.",
 )
-@pass_settings("host", "port", "upstream", "offline", "log_format")
+@pass_settings("host", "port", "upstream", "offline", "workers", "log_format")
 def serve(settings: Settings) -> None:
     """Run the index on waitress; creates or upgrades the data folder.
 

@@ -9,6 +9,9 @@ cache eviction, garbage collection) is forgotten by the copy too, as it was live
 live database is only read, and no disk work happens inside any of its transactions.
 
 Blobs are copied and fsynced, never hard-linked: a backup shares no inode with the store.
+On PostgreSQL the rows are copied into a SQLite file in one REPEATABLE READ snapshot
+(`rowcopy`), so a backup always holds its database, and a restore copies the rows into
+whichever database the target's settings name (the staged SQLite file, or PostgreSQL's).
 `MANIFEST.json` is written last, so a backup without one is unfinished and not restored.
 """
 
@@ -36,8 +39,9 @@ import peewee
 
 from minirepo import __version__, migrations, models
 from minirepo.config import Settings
-from minirepo.db import Database, sqlite_path
+from minirepo.db import Database, open_database, sqlite_path
 from minirepo.errors import UserError
+from minirepo.services import datafolder, migrate_data, rowcopy
 from minirepo.services.datafolder import SECRET_BYTES, DataFolder
 from minirepo.storage import LocalBlobStore, fsync_dir
 
@@ -68,7 +72,9 @@ class Manifest:
     minirepo_version: str
     schema_version: int
     created: str
-    database: str  # SQLITE (in the backup) or POSTGRESQL (not in it: pg_dump)
+    # SQLITE: the backup holds the rows as a SQLite file, whichever database they came
+    # from; POSTGRESQL: made by 0.2 on PostgreSQL, it holds none (a pg_dump went with it).
+    database: str
     files: int
     tombstones: int
     blobs: int
@@ -354,10 +360,10 @@ def check_dest(dest: Path, *, tar: bool, data: Path) -> None:
 
 @dataclasses.dataclass
 class _Snapshot:
-    """The database as the backup holds it: the copy (None on PostgreSQL) and its keys."""
+    """The database as the backup holds it: the copy and the keys it names."""
 
-    copy: Database | None
-    path: Path | None
+    copy: Database
+    path: Path
     schema: int
     keys: list[str]
 
@@ -384,10 +390,26 @@ def _served(live: Database, key: str) -> bool:
         return bool(models.File.select().where(models.File.storage_key == key).exists())
 
 
+def _export(live: Database, path: Path) -> None:
+    """PostgreSQL's rows, copied into a new SQLite file of the same schema."""
+    old_umask = os.umask(0o077)  # private from its first byte, as `copy_to` makes it
+    try:
+        copy = open_database("", path, 5.0, create=True)
+    finally:
+        os.umask(old_umask)
+    try:
+        migrations.prepare(copy, path.parent)
+        rowcopy.copy_rows(live, copy)
+    finally:
+        copy.close()
+
+
 def _snapshot(live: Database, work: Path) -> _Snapshot:
-    if not live.is_sqlite:
-        return _Snapshot(None, None, migrations.LATEST, _storage_keys(live))
-    path = live.copy_to(work / DATABASE)
+    if live.is_sqlite:
+        path = live.copy_to(work / DATABASE)
+    else:
+        path = work / DATABASE
+        _export(live, path)
     copy = _open_copy(path)
     try:
         version = check_schema(migrations.version_of(copy), str(path))
@@ -409,14 +431,17 @@ def _copy_blobs(folder: DataFolder, keys: list[str], writer: _Writer, bar: Progr
     copied = _Copied()
     with bar(keys) as progress:
         for key in progress:
+            info = folder.store.info(key)
             try:
+                if info is None:
+                    raise FileNotFoundError(key)
                 handle = folder.store.open(key)
             except FileNotFoundError:
                 missing = _served(folder.database, key)
                 (copied.damaged if missing else copied.vanished).append(key)
                 continue
             with handle:
-                size = os.fstat(handle.fileno()).st_size
+                size = info.size
                 digest = writer.add(f"{FILES}/{key}", handle, size)
             copied.blobs += 1
             copied.size += size
@@ -450,19 +475,17 @@ def _write_backup(folder: DataFolder, writer: _Writer, bar: Progress) -> Manifes
         copied = _copy_blobs(folder, snapshot.keys, writer, bar)
         if copied.vanished:
             log.info("%d file(s) were deleted while the backup ran", len(copied.vanished))
-        if snapshot.copy is not None and copied.vanished:
+        if copied.vanished:
             _forget(snapshot.copy, copied.vanished)
-        files, tombstones = _counts(snapshot.copy or folder.database)
+        files, tombstones = _counts(snapshot.copy)
     finally:
-        if snapshot.copy is not None:
-            snapshot.copy.close()
-    if snapshot.path is not None:
-        writer.move_in(DATABASE, snapshot.path)
+        snapshot.copy.close()
+    writer.move_in(DATABASE, snapshot.path)
     manifest = Manifest(
         minirepo_version=__version__,
         schema_version=snapshot.schema,
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        database=SQLITE if snapshot.copy is not None else POSTGRESQL,
+        database=SQLITE,
         files=files,
         tombstones=tombstones,
         blobs=copied.blobs,
@@ -591,17 +614,18 @@ def check_target(settings: Settings) -> None:
     database = sqlite_path(settings.database, settings.database_path)
     if database is not None and database.exists():
         raise UserError(f"The database {database} exists: nothing changed")
+    if database is None:
+        with _target_database(settings) as opened:
+            migrate_data.refuse_used(opened)
 
 
-def _check_kind(manifest: Manifest, settings: Settings) -> None:
-    if (
-        manifest.database == SQLITE
-        and sqlite_path(settings.database, settings.database_path) is None
-    ):
-        raise UserError(
-            "This backup holds a SQLite database but setting 'database' names another: "
-            "restore without it (nothing changed)"
-        )
+@contextlib.contextmanager
+def _target_database(settings: Settings) -> Iterator[Database]:
+    opened = open_database(settings.database, settings.database_path, 5.0, create=False)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 class _Restore:
@@ -686,11 +710,13 @@ def _place(staging: Path, settings: Settings) -> None:
     """Move the staged folder into place: the files, the secret, the database last."""
     target = settings.data
     if (staging / FILES).is_dir():
-        os.rename(staging / FILES, target / FILES)
+        _place_files(staging, settings)
     os.rename(staging / SIGNING_KEY_FILE, target / SIGNING_KEY_FILE)
     database = sqlite_path(settings.database, settings.database_path)
     staged = staging / DATABASE
-    if database is not None and staged.exists():
+    if database is None and staged.exists():
+        _rows_into(staged, settings)
+    elif database is not None and staged.exists():
         if database.parent.resolve() == target.resolve():
             os.rename(staged, database)
         else:
@@ -699,6 +725,30 @@ def _place(staging: Path, settings: Settings) -> None:
             fsync_dir(database.parent)
     shutil.rmtree(staging)
     fsync_dir(target)
+
+
+def _place_files(staging: Path, settings: Settings) -> None:
+    """Into the folder's files/ by a rename; into another store (S3) blob by blob."""
+    store = datafolder.blob_store(settings)
+    if isinstance(store, LocalBlobStore):
+        os.rename(staging / FILES, settings.data / FILES)
+        return
+    staged = LocalBlobStore(staging / FILES, staging)
+    sizes = {key: staged.local_path(key).stat().st_size for key in staged.stored_keys()}
+    migrate_data.copy_blobs(staged, store, sizes, migrate_data.Copied(), lambda _count: None)
+
+
+def _rows_into(staged: Path, settings: Settings) -> None:
+    """The staged SQLite file's rows into the (empty) database the settings name,
+    after upgrading the staged copy if the backup is of an older schema."""
+    copy = _open_copy(staged)
+    try:
+        migrations.prepare(copy, staged.parent)
+        with _target_database(settings) as target:
+            migrate_data.prepare_target(target, staged.parent)
+            rowcopy.copy_rows(copy, target)
+    finally:
+        copy.close()
 
 
 def restore(settings: Settings, source: Path, *, bar: Progress = no_progress) -> Restored:
@@ -710,7 +760,6 @@ def restore(settings: Settings, source: Path, *, bar: Progress = no_progress) ->
     check_target(settings)
     with _opened(source) as opened:
         manifest = read_manifest(opened)
-        _check_kind(manifest, settings)
         target = settings.data
         created = not target.exists()
         target.mkdir(mode=0o700, parents=True, exist_ok=True)

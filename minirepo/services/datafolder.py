@@ -29,7 +29,7 @@ from minirepo.db import (
     write_transaction,
 )
 from minirepo.errors import UserError
-from minirepo.services import accounts, integrity, repos
+from minirepo.services import accounts, instance, integrity, repos
 from minirepo.storage import BlobStore, LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,33 @@ class DataFolder:
     database: Database
 
 
-def blob_store(settings: Settings) -> LocalBlobStore:
-    return LocalBlobStore(
-        settings.data / "files", settings.data / "tmp", settings.data / "verified.json"
-    )
+def blob_store(settings: Settings) -> BlobStore:
+    """The store `storage` names: the data folder's files/, or an S3 bucket (boto3 is
+    imported only then). Uploads spool into the data folder's tmp/ either way."""
+    tmp = settings.data / "tmp"
+    if settings.storage:
+        from minirepo.s3store import S3BlobStore
+
+        return S3BlobStore(
+            settings.storage,
+            tmp,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            redirect=settings.s3_redirect,
+        )
+    return LocalBlobStore(settings.data / "files", tmp, settings.data / "verified.json")
 
 
-def _load_secret(path: Path) -> bytes:
-    """The signing key for sessions and credential caches, made once with mode 0600.
+def _load_secret(settings: Settings) -> bytes:
+    """The signing key for sessions and credential caches: `secret_key` when set (several
+    servers sharing a database), else the data folder's `secret` file."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    return _secret_file(settings.data / "secret")
+
+
+def _secret_file(path: Path) -> bytes:
+    """The data folder's signing key, made once with mode 0600.
 
     It is written to a temp file and linked into place, so a crash never leaves an empty
     or short key behind, and two processes starting at once agree on one key.
@@ -151,9 +170,7 @@ def open_data(settings: Settings) -> DataFolder:
     except BaseException:
         database.close()
         raise
-    return DataFolder(
-        settings, blob_store(settings), _load_secret(settings.data / "secret"), database
-    )
+    return DataFolder(settings, blob_store(settings), _load_secret(settings), database)
 
 
 def open_for_serving(settings: Settings) -> DataFolder:
@@ -168,7 +185,14 @@ def open_for_serving(settings: Settings) -> DataFolder:
         settings.database, settings.database_path, settings.busy_timeout, create=True
     )
     created = migrations.prepare(database, settings.data / "backups")
-    secret = _load_secret(settings.data / "secret")
+    secret = _load_secret(settings)
+    own_file = sqlite_path(settings.database, settings.database_path)
+    is_own = own_file is not None and own_file.resolve() == settings.database_path.resolve()
+    try:
+        instance.check_secret(database, secret, shared=not is_own)
+    except BaseException:
+        database.close()
+        raise
     with database.activated():
         repos.ensure_default(
             settings.default_repository, settings.read if settings.is_set("read") else None
@@ -177,8 +201,10 @@ def open_for_serving(settings: Settings) -> DataFolder:
             repos.create_pypi_defaults(settings.default_repository, settings.upstream)
         removed = store.sweep_tmp()
         if removed:
-            log.warning("removed %d unfinished upload(s) from %s", removed, store.tmp)
+            log.warning("removed %d unfinished upload(s) from %s", removed, settings.data / "tmp")
         integrity.quarantine_orphans(store, settings.data / "quarantine")
+    if created:
+        database.checkpoint()
     return DataFolder(settings, store, secret, database)
 
 

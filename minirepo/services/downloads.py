@@ -5,6 +5,10 @@ uploads for SQLite's one writer, so counts are kept in memory and written in one
 transaction at most once a minute, by a daemon timer started at the first count, and
 once more at a graceful stop (`close`). What a crash loses is at most that minute.
 Readers see stored plus pending counts, so a page never lags behind its own process.
+Other processes (the workers of `serve --workers N`) count apart and each flush adds its
+counts to the stored ones (an upsert: count = count + new), so none is lost or counted
+twice; another worker's counts show on a page once it has flushed them, and a worker's
+kept UI pages (keyed by `epoch`) are made again at least once a flush interval.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import collections
 import datetime
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 
@@ -41,8 +46,17 @@ class DownloadCounter:
         self._pending: collections.Counter[Key] = collections.Counter()
         self._stopped = threading.Event()
         self._timer: threading.Thread | None = None
-        self.epoch = 0  # bumped by each flush that wrote: part of the page cache key
+        self._flushes = 0
         self.writes = 0  # transactions written, for tests and benchmarks
+
+    @property
+    def epoch(self) -> int:
+        """Part of the kept UI pages' key: bumped by each flush that wrote. Where other
+        workers write counts too, also by each flush interval that passes, since their
+        flushes do not bump ours."""
+        if not self._database.shared:
+            return self._flushes
+        return self._flushes + int(time.monotonic() // self._interval)  # both only grow
 
     def count(self, file_id: int) -> None:
         """One download of the file, today; no I/O."""
@@ -72,7 +86,7 @@ class DownloadCounter:
                 self._pending.update(pending)
             raise
         with self._lock:
-            self.epoch += 1
+            self._flushes += 1
             self.writes += 1
 
     def flush_from_timer(self) -> None:

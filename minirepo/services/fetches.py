@@ -18,11 +18,14 @@ Three rules shape this module:
   whole transfer, as long as the upstream takes; so at most `threads - 2` tails run at
   once, and the next request gets a 503 with Retry-After (pip and uv retry it) while
   pages and stored files keep being served by the remaining workers.
-- One fetch per file across processes. Processes sharing the database (several servers,
-  or the CLI) each have their own job table, so the rule lives in the database: a job
-  first inserts a `FetchJob` row, unique per repository and filename. Whoever loses waits
-  for the winner's `File` row. A row older than `STALE_JOB` belongs to a process that
-  died: it is taken over.
+- One fetch per file across processes. Processes sharing the database (the workers of
+  `serve --workers N`, several servers, the CLI) each have their own job table, so the
+  rule lives in the database: a job first inserts a `FetchJob` row, unique per repository
+  and filename, its owner named `host:pid`. Whoever loses waits for the winner's `File`
+  row (polling; it does not tail another process's `.part`). The unique constraint decides
+  across boxes (PostgreSQL) as across the workers of one. A row of a process of this box
+  that is gone (a worker killed mid-fetch) is taken over at once; one of another box only
+  once it is older than `STALE_JOB`.
 """
 
 from __future__ import annotations
@@ -552,7 +555,7 @@ class Fetches:
                     (models.FetchJob.repository == repo_id) & (models.FetchJob.filename == filename)
                 )
                 if row is not None:
-                    if row.started > cutoff and row.owner != self.owner:
+                    if row.started > cutoff and row.owner != self.owner and _may_run(row.owner):
                         return False
                     log.warning(
                         "taking over the fetch of %s that %s started at %s",
@@ -650,6 +653,22 @@ def _published(repo_id: int, filename: str) -> bool:
         .where((models.File.repository == repo_id) & (models.File.filename == filename))
         .exists()
     )
+
+
+def _may_run(owner: str) -> bool:
+    """Whether the process that owns a FetchJob row may still be fetching: one of this box
+    is asked (a pid reused meanwhile only makes it wait for STALE_JOB, as before), one of
+    another box is believed."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def _fetch_row_exists(repo_id: int, filename: str) -> bool:

@@ -37,7 +37,8 @@ class Freed:
 
 def collect(store: BlobStore, aside: Path, grace: float, *, dry_run: bool = False) -> list[Freed]:
     """Remove the blobs only tombstones older than `grace` seconds name; returns them.
-    `aside`: a folder on the blob store's filesystem (the data folder's tmp/)."""
+    `aside`: the data folder's tmp/; the local store renames a blob there (the same
+    filesystem), an S3 store downloads it there and deletes the object (`quarantine`)."""
     cutoff = models.utcnow() - datetime.timedelta(seconds=grace)
     freed = []
     for key in sorted(_candidates(cutoff)):

@@ -238,8 +238,10 @@ def track(group: models.Repository, project: str, *, remove: bool = False, actor
         removed = query.execute()
         if remove and not removed:
             raise UserError(f"{group.name} does not track {project}")
-        if not remove:
-            models.TrackedProject.create(group=group.id, normalized=project)
+        if not remove:  # ignored when another process tracked it meanwhile
+            models.TrackedProject.insert(
+                group=group.id, normalized=project
+            ).on_conflict_ignore().execute()
         group.generation += 1
         group.save()
         action = "repo untrack" if remove else "repo track"

@@ -1,7 +1,9 @@
 """What `/-/health` reports: whether this server can do its work, and what to watch.
 
-It *works* while the database answers and the data folder takes new files (its `tmp/`,
-where every upload and fetch starts, is writable); the probe's status code says only that.
+It *works* while the database answers, the data folder takes new files (its `tmp/`,
+where every upload and fetch starts, is writable) and the blob store answers (`files/`
+writable, or a HEAD of the S3 bucket at most once a second); the probe's status code says
+only that.
 It is *degraded* while it works but an upstream fails (local packages still install) or
 the disk runs low: below `DISK_FLOOR`, or below the smallest `min_free_disk` of the
 proxies, where none of them keeps what it fetches any more and every install goes upstream
@@ -26,6 +28,7 @@ from minirepo import models
 from minirepo.db import rows
 from minirepo.services.proxy_options import options_of
 from minirepo.services.upstream_health import UpstreamBook
+from minirepo.storage import BlobStore
 from minirepo.units import format_size
 
 log = logging.getLogger(__name__)
@@ -51,10 +54,12 @@ class Health:
     spool_in_use: int
     spool_limit: int
     upstreams: dict[str, dict[str, object]]
+    store: bool = True  # the blob store answers
+    storage: str = "local"  # its kind: "local" or "s3"
 
     @property
     def works(self) -> bool:
-        return self.database and self.folder
+        return self.database and self.folder and self.store
 
     @property
     def problems(self) -> list[str]:
@@ -62,6 +67,8 @@ class Health:
         found = [] if self.database else ["the database does not answer"]
         if not self.folder:
             found.append("the data folder's tmp/ is not writable")
+        if not self.store:
+            found.append(f"the blob store ({self.storage}) does not answer")
         if self.disk_free is not None and self.disk_free < self.disk_floor:
             free, floor = format_size(self.disk_free), format_size(self.disk_floor)
             found.append(f"disk free {free} is below the floor of {floor}")
@@ -79,6 +86,8 @@ class Health:
             "problems": problems,
             "database": "ok" if self.database else "error",
             "data_folder": "ok" if self.folder else "error",
+            "store": "ok" if self.store else "error",
+            "storage": self.storage,
             "disk_free": self.disk_free,
             "disk_floor": self.disk_floor,
             "spool_in_use": self.spool_in_use,
@@ -87,13 +96,15 @@ class Health:
         }
 
 
-def check(data: Path, upstreams: UpstreamBook, spool: Spool) -> Health:
+def check(data: Path, upstreams: UpstreamBook, spool: Spool, store: BlobStore) -> Health:
     database, floors, reports = _proxies(upstreams)
     disk_free = free_bytes(data)
     writable = os.access(data / "tmp", os.W_OK | os.X_OK)  # EROFS on a read-only mount too
     return Health(
         database=database,
         folder=disk_free is not None and writable,
+        store=store.answers(),
+        storage=store.kind,
         disk_free=disk_free,
         disk_floor=max(DISK_FLOOR, min(floors, default=0)),
         spool_in_use=spool.in_use,

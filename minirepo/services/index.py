@@ -267,8 +267,8 @@ class Index:
 
     def _file_rows(self, project_id: int) -> list[pages.FileRow]:
         """The files to list: those whose blob is in place (`repair`: a damaged or missing
-        file is withdrawn). One stat per file per render; pages are rendered once per
-        generation."""
+        file is withdrawn), as the store tells (`BlobStore.missing`: a stat per file on
+        a local disk); pages are rendered once per generation."""
         query = (
             models.File.select(
                 models.File.storage_key,
@@ -286,7 +286,9 @@ class Index:
             .where(models.Release.project == project_id)
             .tuples()
         )
-        found = [row for row in rows(query) if self.store.info(row[0]) is not None]
+        listed = rows(query)
+        gone = self.store.missing(row[0] for row in listed)
+        found = [row for row in listed if row[0] not in gone]
         return pages.sorted_rows(
             pages.FileRow(
                 name,
@@ -348,6 +350,18 @@ class Index:
         except DamagedFile:
             self._withdraw(repo, stored)
             raise
+
+    def direct_url(
+        self, repo: RepoInfo, normalized: str, filename: str
+    ) -> tuple[str, StoredFile] | None:
+        """Where the client may fetch a hosted file from the store itself (`s3_redirect`),
+        else None and the server streams it. No query unless the setting is on; the blob is
+        not checked (the store answers 404 itself), which is the point of redirecting."""
+        if not self.settings.s3_redirect or repo.is_proxy:
+            return None
+        stored = self.stored_file(repo, normalized, filename)
+        url = self.store.direct_url(stored.storage_key)
+        return (url, stored) if url else None
 
     def _withdraw(self, repo: RepoInfo, stored: StoredFile) -> None:
         """Drop the file from the pages at once (`repair.withdraw`), once per generation;

@@ -1,10 +1,11 @@
 """Blobs against rows: quarantine orphans at start, and `minirepo fsck`.
 
-An upload links its blob into place before its rows commit, so a crash in
+An upload puts its blob in the store before its rows commit, so a crash in
 between leaves a blob no row names. It is never served (files are found through rows), and
 the next start moves it to `<data>/quarantine/`, where an operator can still recover it.
-Blobs younger than an hour are left alone: a writer in another process may be about to
-commit them.
+Blobs younger than an hour (by their mtime, or an S3 object's LastModified) are left alone:
+a writer in another process, or on another box sharing the bucket, may be about to commit
+them.
 """
 
 from __future__ import annotations

@@ -106,20 +106,27 @@ def _bump(repo: models.Repository) -> None:
 
 def add_maintainer(repo_name: str, project: str, user_name: str, *, actor: str = "cli") -> None:
     """Let USER upload new files of PROJECT (not yank, delete or manage it)."""
-    with write_transaction():
-        repo = _repo(repo_name)
-        row = _project(repo.id, project)
-        user = _user(user_name)
-        exists = models.ProjectMaintainer.select().where(
-            (models.ProjectMaintainer.project == row.id)
-            & (models.ProjectMaintainer.user == user.id)
-        )
-        if exists.exists():
-            raise UserError(f"{user_name} already maintains {row.normalized}")
-        models.ProjectMaintainer.create(project=row.id, user=user.id)
-        audit.record(
-            actor, "maintainer add", repository=repo_name, project=row.normalized, detail=user_name
-        )
+    try:
+        with write_transaction():
+            repo = _repo(repo_name)
+            row = _project(repo.id, project)
+            user = _user(user_name)
+            exists = models.ProjectMaintainer.select().where(
+                (models.ProjectMaintainer.project == row.id)
+                & (models.ProjectMaintainer.user == user.id)
+            )
+            if exists.exists():
+                raise UserError(f"{user_name} already maintains {row.normalized}")
+            models.ProjectMaintainer.create(project=row.id, user=user.id)
+            audit.record(
+                actor,
+                "maintainer add",
+                repository=repo_name,
+                project=row.normalized,
+                detail=user_name,
+            )
+    except peewee.IntegrityError as exc:  # another process added them first
+        raise UserError(f"{user_name} already maintains {canonicalize_name(project)}") from exc
 
 
 def remove_maintainer(repo_name: str, project: str, user_name: str, *, actor: str = "cli") -> None:

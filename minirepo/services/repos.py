@@ -392,13 +392,11 @@ def grant(user_name: str, repo_name: str, role: str, *, actor: str = "cli") -> N
     with write_transaction():
         user = _user(user_name)
         repo = get(repo_name)
-        updated = (
-            models.Grant.update(role=role)
-            .where((models.Grant.user == user.id) & (models.Grant.repository == repo.id))
-            .execute()
-        )
-        if not updated:
-            models.Grant.create(user=user.id, repository=repo.id, role=role)
+        # One statement: an update-or-insert would let two processes both insert.
+        models.Grant.insert(user=user.id, repository=repo.id, role=role).on_conflict(
+            conflict_target=[models.Grant.user, models.Grant.repository],
+            update={models.Grant.role: role},
+        ).execute()
         audit.record(actor, "grant", repository=repo_name, detail=f"{user_name}={role}")
         models.bump_counter(models.AUTH_COUNTER)
     models.forget_counters()

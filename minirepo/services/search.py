@@ -2,8 +2,8 @@
 
 The caller decides what may be searched: it passes the ids of the repositories the viewer
 may read (never a group: its members are searched), so a private project cannot leak
-from here. On SQLite the FTS5 index `project_search` (kept by triggers, `models`) ranks
-the matches; PostgreSQL has no such index yet and matches with ILIKE, exact names first.
+from here. The index `project_search` (kept by triggers, `search_index`) finds and ranks
+the matches: FTS5 on SQLite, a `tsvector` under a GIN index on PostgreSQL.
 
 A query never reaches SQL as syntax: it is cut into words (letters and digits), each
 matched as a prefix, all of them required. Quotes, FTS operators, NUL or a megabyte of
@@ -18,7 +18,7 @@ from collections.abc import Collection, Sequence
 
 import peewee
 
-from minirepo import models
+from minirepo import models, search_index
 from minirepo.db import current, rows
 from minirepo.services import listing, repos
 from minirepo.services.repos import RepoInfo
@@ -68,7 +68,7 @@ def search(
     if current().is_sqlite:
         matches, order = _fts_matches(asked)
     else:
-        matches, order = _ilike_matches(asked)
+        matches, order = _tsvector_matches(asked)
     matches = matches.where(models.Project.repository.in_(list(repo_ids)))
     if projects is not None:
         matches = matches.where(models.Project.normalized.in_(sorted(projects)))
@@ -81,64 +81,34 @@ def search(
 
 
 def _fts_matches(asked: list[str]) -> tuple[peewee.ModelSelect[models.Project], list[peewee.Node]]:
-    """Projects whose index row holds every word as a prefix, best first."""
-    index = peewee.Table(models.SEARCH_TABLE).alias(models.SEARCH_TABLE)
+    """SQLite: projects whose index row holds every word as a prefix, best first."""
+    index = peewee.Table(search_index.TABLE).alias(search_index.TABLE)
     expression = " ".join(f'"{word}"*' for word in asked)  # words hold no quote: safe
-    rank = index.c.rank  # bm25, weighted as `models` configures it
+    rank = index.c.rank  # bm25, weighted as `search_index` configures it
     matches = (
         models.Project.select()
         .join(index, on=(index.c.rowid == models.Project.id))
-        .where(peewee.SQL(f"{models.SEARCH_TABLE} MATCH ?", [expression]))
+        .where(peewee.SQL(f"{search_index.TABLE} MATCH ?", [expression]))
     )
     return matches, [rank, models.Project.normalized, models.Project.id]
 
 
-def _ilike_matches(
+def _tsvector_matches(
     asked: list[str],
 ) -> tuple[peewee.ModelSelect[models.Project], list[peewee.Node]]:
-    """Projects with a release where each word is in the name, or the latest release's
-    summary or keywords; exact names first, then names starting with the first word."""
-    latest = _latest_release()
-    keywords = peewee.NodeList(
-        (peewee.SQL("(("), latest.metadata_json, peewee.SQL(")::json -> 'keywords')::text")),
-        glue="",
+    """PostgreSQL: projects whose document holds every word as a prefix, best first."""
+    index = peewee.Table(search_index.TABLE)
+    # Words are letters and digits only, so none is a tsquery operator; the text goes in
+    # as a bound value.
+    query = peewee.fn.to_tsquery(search_index.CONFIG, " & ".join(f"{w}:*" for w in asked))
+    weights = peewee.SQL("%s::float4[]", [search_index.RANK_WEIGHTS])
+    rank = peewee.fn.ts_rank(weights, index.c.document, query)
+    matches = (
+        models.Project.select()
+        .join(index, on=(index.c.project_id == models.Project.id))
+        .where(peewee.NodeList((index.c.document, peewee.SQL("@@"), query)))
     )
-    matches = models.Project.select().join(latest, on=(latest.id == _latest_id(models.Project.id)))
-    compact = peewee.fn.REPLACE(models.Project.normalized, "-", "")
-    for word in asked:
-        pattern = f"%{word}%"
-        matches = matches.where(
-            compact.contains(word)
-            | models.Project.normalized.contains(word)
-            | latest.summary.ilike(pattern)
-            | keywords.ilike(pattern)
-        )
-    whole = "-".join(asked)
-    order = peewee.Case(
-        None,
-        (
-            (models.Project.normalized == whole, 0),
-            (models.Project.normalized.startswith(asked[0]), 1),
-        ),
-        2,
-    )
-    return matches, [order, models.Project.normalized, models.Project.id]
-
-
-def _latest_release() -> peewee.ModelAlias[models.Release]:
-    return models.Release.alias("latest")
-
-
-def _latest_id(project: peewee.Node) -> peewee.SelectQuery:
-    """The id of `project`'s latest release by upload order: what the SQLite index's
-    triggers match on, so PostgreSQL matches on the same text."""
-    inner = models.Release.alias("newest")
-    return (
-        inner.select(inner.id)
-        .where(inner.project == project)
-        .order_by(inner.created.desc(), inner.id.desc())
-        .limit(1)
-    )
+    return matches, [rank.desc(), models.Project.normalized, models.Project.id]
 
 
 def _hits(ids: list[int]) -> list[Hit]:

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from typing import IO, Any
 
+import peewee
 from packaging.utils import canonicalize_version
 
 from minirepo import dists, models
@@ -227,7 +228,9 @@ class UploadService:
         checked.content.sync()
         key = blob_key(checked.content.digest("sha256_digest"), checked.dist.filename)
         created_blob = self._place_blob(checked, key)
-        try:
+
+        def commit() -> tuple[bool, int | None]:
+            """(whether rows were written, the generation) in one write transaction."""
             with write_transaction():
                 replaced = self._check_duplicate(repo, checked)
                 project = projects.info(repo.id, checked.dist.normalized)
@@ -235,13 +238,18 @@ class UploadService:
                 # Put back in place, a withdrawn file's blob lists it again everywhere.
                 restored = repair.reinstate(key, uploader.name) if created_blob else {}
                 if replaced is _SAME:
-                    return restored.get(repo.name)
+                    return False, restored.get(repo.name)
                 if isinstance(replaced, models.File):
                     _tombstone(repo, replaced, uploader.name, "replaced")
                 self._insert_rows(
                     repo, checked, uploader, remote_addr, key, project, uploaded, action
                 )
-                generation = _bump_generation(repo.id)
+                return True, _bump_generation(repo.id)
+
+        try:
+            written, generation = _after_races(commit)
+            if not written:
+                return generation
         except BaseException:
             if created_blob and not is_referenced(key):
                 self.store.delete(key)
@@ -365,6 +373,25 @@ class UploadService:
 
 
 _SAME = object()
+# Transactions one upload may lose to racing writers before it gives up (a 500).
+RACE_TRIES = 3
+
+
+def _after_races(commit: Callable[[], tuple[bool, int | None]]) -> tuple[bool, int | None]:
+    """`commit`, run again when a racing upload from another process (a worker, another
+    box) committed the same file, project or release first: the unique constraint decided,
+    and the next transaction reads the winner's rows, so the loser answers as it would
+    have after it (the same bytes stored, other bytes 409). On SQLite the write lock
+    orders them and this never loops; PostgreSQL lets both check before either inserts,
+    and a failed statement ends the transaction, so the reading needs a new one."""
+    for attempt in range(1, RACE_TRIES + 1):
+        try:
+            return commit()
+        except peewee.IntegrityError:
+            if attempt == RACE_TRIES:
+                raise
+            log.info("an upload lost a race to a concurrent writer; reading its rows")
+    raise AssertionError("unreachable")
 
 
 def _tombstone(repo: RepoInfo, stored: models.File, actor: str, reason: str) -> None:

@@ -7,12 +7,16 @@ Range requests: one satisfiable byte range gives a 206; one unsatisfiable range 
 416 with `Content-Range: bytes */<size>`. A Range header we do not serve (several ranges,
 another unit, bad syntax) is ignored and the whole file is sent with a 200, which RFC 9110
 (14.2) allows; werkzeug alone would answer those with a 416.
+
+With an S3 store the bytes stream from the bucket (a Range becomes a ranged GET); with
+`s3_redirect` a GET of a hosted file is answered with a 307 to a presigned URL instead.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 from typing import Any, BinaryIO
 
 from flask import Blueprint, Response, request
@@ -60,6 +64,8 @@ def download(repo: str | None, project: str, filename: str) -> Response:
     info = readable_source(repository(repo), project, filename.removesuffix(".metadata"))
     if filename.endswith(".metadata"):
         return _metadata(info, project, filename.removesuffix(".metadata"))
+    if request.method == "GET" and (direct := index().direct_url(info, project, filename)):
+        return _redirect(*direct)
     if info.is_proxy:
         opened = _proxied(info, project, filename)
         if isinstance(opened, Response):
@@ -68,11 +74,13 @@ def download(repo: str | None, project: str, filename: str) -> Response:
     else:
         handle, stored = index().open_file(info, project, filename)
     try:
-        response = Response(
-            wrap_file(request.environ, handle),
-            mimetype="application/octet-stream",
-            direct_passthrough=True,
+        # A file on disk goes to waitress's file wrapper (large blocks; Range by seeking);
+        # any other handle (an S3 object) iterates in its own large blocks, and a Range
+        # seeks it with a ranged GET, never by reading the bytes before it.
+        body = (
+            wrap_file(request.environ, handle) if isinstance(handle, io.BufferedReader) else handle
         )
+        response = Response(body, mimetype="application/octet-stream", direct_passthrough=True)
     except BaseException:
         handle.close()
         raise
@@ -86,6 +94,19 @@ def download(repo: str | None, project: str, filename: str) -> Response:
         response.close()
         raise
     if _sends_the_file(response):
+        services().downloads.count(stored.id)
+    return response
+
+
+def _redirect(url: str, stored: StoredFile) -> Response:
+    """`s3_redirect`: a 307 to a presigned URL (valid minutes, `minirepo.s3store`), so the
+    bytes come from the store or the CDN in front of it. 307, not 302: the client repeats
+    the same GET (with its Range) there. Never cached: the URL expires. The download is
+    counted here, as `_sends_the_file` would (the store tells us nothing)."""
+    response = Response(status=307)
+    response.headers["Location"] = url
+    response.headers["Cache-Control"] = "no-store"
+    if str(request.headers.get("Range", "bytes=0-")).startswith("bytes=0-"):
         services().downloads.count(stored.id)
     return response
 

@@ -9,18 +9,19 @@ from minirepo.errors import NotFound
 from minirepo.metrics import Metrics
 from minirepo.services import health as checks
 from minirepo.views.api.common import require_admin
-from minirepo.views.common import proxies, settings
+from minirepo.views.common import proxies, services, settings
 
 bp = Blueprint("ops", __name__)
 
 
 @bp.get("/-/health")
 def health() -> Response:
-    """200 while the server works (the database answers, the data folder takes files), with
-    `degraded` in the body when an upstream fails or the disk runs low; 503 when it does
-    not work: a load balancer then takes the server out only when it cannot serve."""
+    """200 while the server works (the database answers, the data folder and the blob
+    store take files), with `degraded` in the body when an upstream fails or the disk runs
+    low; 503 when it does not work: a load balancer then takes the server out only when it
+    cannot serve."""
     spool: checks.Spool = current_app.extensions["minirepo.spool"]
-    found = checks.check(settings().data, proxies().upstreams, spool)
+    found = checks.check(settings().data, proxies().upstreams, spool, services().folder.store)
     response = jsonify(version=__version__, **found.report())
     response.status_code = 200 if found.works else 503
     response.headers["Cache-Control"] = "no-store"

@@ -1,4 +1,4 @@
-"""`/-/search`: names, summaries and keywords found on SQLite (FTS5) and PostgreSQL (ILIKE),
+"""`/-/search`: names, summaries and keywords found on SQLite (FTS5) and PostgreSQL (tsvector),
 kept right by every write, and never a project the viewer may not read."""
 
 from __future__ import annotations
@@ -187,3 +187,12 @@ def test_pages_of_results(client: FlaskClient, tmp_path: Path) -> None:
     assert second["total"] == 25
     assert len(second["results"]) == 5
     assert search.search("many", [], limit=10).total == 0
+
+
+def test_names_rank_before_keywords_before_summaries(client: FlaskClient, tmp_path: Path) -> None:
+    """The same order on both backends: bm25 on SQLite, ts_rank on PostgreSQL, each
+    weighing a name 10, keywords 4 and a summary 1."""
+    upload(client, tmp_path, "main", Dist("webby", "1.0", summary="Nothing else"))
+    upload(client, tmp_path, "main", Dist("spider", "1.0", summary="Crawls the web"))
+    assert names(client, "web") == ["webby", "Alice-Http", "spider"]
+    assert names(client, "http", ALICE) == ["Alice-Http", "secret-billing"]

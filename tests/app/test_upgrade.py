@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+import peewee
 import psycopg
 import pytest
 from flask import Flask
@@ -35,12 +36,14 @@ from werkzeug.test import TestResponse
 from minirepo import migrations, models
 from minirepo.app import create_app
 from minirepo.config import Settings
+from minirepo.db import rows
 from minirepo.errors import UserError
 from minirepo.services import (
     accounts,
     cache,
     datafolder,
     groups,
+    instance,
     integrity,
     repos,
     retention,
@@ -200,6 +203,8 @@ FOLDERS = {
     "0.4.0.dev0-postgres": 4,
     "0.5.0.dev0": 5,
     "0.5.0.dev0-postgres": 5,
+    "0.6.0.dev0": 6,
+    "0.6.0.dev0-postgres": 6,
 }
 JSON_V1 = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
@@ -284,6 +289,19 @@ def test_each_folder_serves_every_file_it_held(
                 assert hashlib.sha256(got.data).hexdigest() == sha256
     finally:
         services.folder.database.close()
+
+
+@pytest.mark.parametrize("name", FOLDERS)
+def test_schema7_the_first_start_stores_the_secrets_fingerprint(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The upgrade adds the instance table; the start after it stores the fingerprint of
+    the folder's `secret` file, which every later start (or box) is compared with."""
+    settings, _ = open_fixture(name, tmp_path, request)
+    create_app(settings).extensions["minirepo"].folder.database.close()
+    secret = (settings.data / "secret").read_bytes()
+    stored = stored_rows(settings, "SELECT name, value FROM instance")
+    assert stored == [(models.SECRET_FINGERPRINT, instance.fingerprint(secret))]
 
 
 # What must still hold in the folders 0.2.0.dev0 (schema 2) and 0.3.0.dev0 (schema 3)
@@ -1251,14 +1269,17 @@ def test_schema5_adds_no_retention_rule_and_takes_one(schema4: Served) -> None:
 
 # What must still hold in the folders 0.5.0.dev0 (schema 5) made, on SQLite and PostgreSQL
 # (how: the fixtures' README): the schema-4 script's folder plus retention rules, a release
-# pruned by hand, and summaries and keywords the search index is filled from.
+# pruned by hand, and summaries and keywords the search index is filled from. The
+# schema-6 script is the schema-5 one with the web UI's rows added after it, so the
+# `schema5` checks run on its folders too.
 
 SCHEMA5 = {"sqlite": "0.5.0.dev0", "postgresql": "0.5.0.dev0-postgres"}
+SCHEMA6 = {"sqlite": "0.6.0.dev0", "postgresql": "0.6.0.dev0-postgres"}
 
 
-@pytest.fixture(params=list(SCHEMA5.values()), ids=list(SCHEMA5))
+@pytest.fixture(params=[*SCHEMA5.values(), *SCHEMA6.values()])
 def schema5(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    """Each folder the schema-5 script made."""
+    """Each folder the schema-5 script made, or the schema-6 script that extends it."""
     yield from serve(request.param, tmp_path, request)
 
 
@@ -1295,6 +1316,68 @@ def test_schema6_search_finds_what_the_folder_held(schema5: Served) -> None:
     assert found("fresh") == {("main", "searchable-new", "1.0")}
 
 
+# What must still hold in the folders 0.6.0.dev0 (schema 6) made (how: the fixtures'
+# README): the web UI's rows, i.e. the daily download counts the server wrote at its
+# graceful stop and the READMEs rendered at a project page's first view.
+
+# filename: downloads counted, all on the day the script ran
+SCHEMA6_DOWNLOADS = {
+    "alicepkg-1.0-py3-none-any.whl": 3,
+    "alicepkg-1.0.tar.gz": 1,
+    "teamlib-1.1-py3-none-any.whl": 1,
+    "pubtool-1.0-py3-none-any.whl": 1,  # through the proxy, its second download
+    "forked-1.0.post1-py3-none-any.whl": 1,  # main's, through all
+}
+
+
+@pytest.fixture(params=list(SCHEMA6.values()), ids=list(SCHEMA6))
+def schema6(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """Each folder the schema-6 script made."""
+    yield from serve(request.param, tmp_path, request)
+
+
+def test_schema6_download_counts_survive(schema6: Served) -> None:
+    query = models.DownloadCount.select(
+        models.File.filename, models.DownloadCount.day, models.DownloadCount.count
+    ).join(models.File)
+    stored = {filename: (day, count) for filename, day, count in rows(query.tuples())}
+    assert {filename: count for filename, (_, count) in stored.items()} == SCHEMA6_DOWNLOADS
+    assert len({day for day, _ in stored.values()}) == 1
+    services: Services = schema6.client.application.extensions["minirepo"]
+    files = {row.filename: row.id for row in models.File.select()}
+    counted = services.downloads.totals(files.values())
+    assert {name: counted[files[name]] for name in SCHEMA6_DOWNLOADS} == SCHEMA6_DOWNLOADS
+    # A new download counts on top of what the folder held.
+    with schema6.get("/main/files/alicepkg/alicepkg-1.0-py3-none-any.whl") as got:
+        assert got.status_code == 200
+    wheel = files["alicepkg-1.0-py3-none-any.whl"]
+    assert services.downloads.totals([wheel]) == {wheel: 4}
+    services.downloads.flush()
+    total = peewee.fn.SUM(models.DownloadCount.count)
+    kept = models.DownloadCount.select(total).where(models.DownloadCount.file == wheel)
+    assert kept.scalar() == 4
+
+
+def test_schema6_rendered_readmes_survive(schema6: Served) -> None:
+    query = (
+        models.ReadmeHtml.select(models.ReadmeHtml, models.Project.normalized, models.Release)
+        .join(models.Release)
+        .join(models.Project)
+    )
+    made = {(row.release.project.normalized, row.release.version): row for row in query}
+    assert sorted(made) == [("alicepkg", "1.0"), ("teamlib", "1.1")]
+    assert "<strong>HTTP</strong>" in made["alicepkg", "1.0"].html
+    page = schema6.get("/main/project/alicepkg/")
+    assert page.status_code == 200
+    assert b"<strong>HTTP</strong>" in page.data
+    page = schema6.get("/team/project/teamlib/", schema6.password("alice"))
+    assert page.status_code == 200
+    assert b"Hello from a test package." in page.data
+    # Served from the rows as stored: the same renderer, so nothing was rendered again.
+    again = {row.id: (row.html, row.renderer) for row in models.ReadmeHtml.select()}
+    assert again == {row.id: (row.html, row.renderer) for row in made.values()}
+
+
 # The PostgreSQL schema an upgrade leaves, as the catalog describes it: columns, their
 # types, nullability and defaults; constraints; indexes.
 PG_SCHEMA_QUERIES = (
@@ -1304,12 +1387,22 @@ PG_SCHEMA_QUERIES = (
     """SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid)
        FROM pg_constraint WHERE connamespace = 'public'::regnamespace""",
     "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+    # The search index's functions and triggers (schema 7)
+    """SELECT proname, pg_get_functiondef(oid) FROM pg_proc
+       WHERE pronamespace = 'public'::regnamespace""",
+    "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal",
 )
 
 
 @pytest.mark.parametrize(
     "name",
-    [SCHEMA2["postgresql"], SCHEMA3["postgresql"], SCHEMA4["postgresql"], SCHEMA5["postgresql"]],
+    [
+        SCHEMA2["postgresql"],
+        SCHEMA3["postgresql"],
+        SCHEMA4["postgresql"],
+        SCHEMA5["postgresql"],
+        SCHEMA6["postgresql"],
+    ],
 )
 def test_an_upgraded_postgres_database_is_a_fresh_one(
     name: str, postgres_server: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest
@@ -1322,3 +1415,35 @@ def test_an_upgraded_postgres_database_is_a_fresh_one(
         for query in PG_SCHEMA_QUERIES:
             got, want = (stored_rows(each, query) for each in (upgraded, fresh))
             assert sorted(got, key=repr) == sorted(want, key=repr), query
+
+
+def test_a_postgres_upgrade_copies_the_tables_aside_first(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """SQLite's copy in backups/ has a PostgreSQL counterpart: a schema of the same database
+    holding every table as it was before the upgrade."""
+    settings, _ = open_fixture(SCHEMA6["postgresql"], tmp_path, request)
+    before = stored_rows(settings, "SELECT count(*) FROM file")
+    create_app(settings).extensions["minirepo"].folder.database.close()
+    (schema,) = stored_rows(
+        settings,
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'minirepo\\_schema6\\_%'",
+    )
+    copied = f'"{schema[0]}"'
+    assert stored_rows(settings, f"SELECT count(*) FROM {copied}.file") == before  # noqa: S608
+    assert stored_rows(settings, f"SELECT version FROM {copied}.schemaversion") == [(6,)]  # noqa: S608
+
+
+def test_schema7_refuses_accounts_whose_names_differ_only_in_case(tmp_path: Path) -> None:
+    """Two servers racing on one database could make "alice" and "Alice" before schema 7
+    decided it with a unique index: the upgrade names them instead of failing on it."""
+    data, _ = copy_fixture(SCHEMA6["sqlite"], tmp_path)
+    with contextlib.closing(sqlite3.connect(data / "minirepo.sqlite3")) as db, db:
+        db.execute(
+            "INSERT INTO user (name, password_hash, is_admin, disabled, created) "
+            "SELECT 'ALICE', password_hash, 0, 0, created FROM user WHERE name = 'alice'"
+        )
+    settings = Settings(data=data, password_hash=FAST_HASH)
+    with pytest.raises(UserError, match=r"differ only in case \(alice\).*rename all but one"):
+        create_app(settings)
+    assert stored_schema(settings) == 6  # nothing changed

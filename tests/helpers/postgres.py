@@ -207,9 +207,10 @@ def _stop(bindir: Path, server: PostgresServer) -> None:
         raise
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A running throwaway cluster, stopped and deleted at the end of the session."""
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A running throwaway cluster, stopped and deleted on exit (the benchmarks use it
+    outside pytest)."""
     bindir = find_bindir()
     folder = _make_folder()
     try:
@@ -222,6 +223,13 @@ def postgres_server() -> Iterator[PostgresServer]:
             _stop(bindir, server)
     finally:
         shutil.rmtree(folder)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running throwaway cluster for the session (so per xdist worker)."""
+    with running_postgres() as server:
+        yield server
 
 
 @contextlib.contextmanager

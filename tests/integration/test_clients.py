@@ -33,6 +33,9 @@ from uv import find_uv_bin
 
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel
 from tests.helpers.serverproc import Server, client_env, running_server
+from tests.helpers.stacks import Stack
+
+pytestmark = pytest.mark.stacks
 
 UV = find_uv_bin()
 PY = sys.executable
@@ -222,9 +225,10 @@ class Private:
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+def private(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Private]:
     folder = tmp_path_factory.mktemp("private")
-    with running_server(folder / "server", {"MINIREPO_READ": "authenticated"}) as server:
+    env = {**stack.env(), "MINIREPO_READ": "authenticated"}
+    with running_server(folder / "server", env) as server:
         files = [make_wheel(folder, dist) for dist in CHAIN]
         cmd = [PY, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"]
         cmd += ["--repository-url", f"{server.url}/", "-u", "__token__", "-p", server.admin_token]
@@ -592,7 +596,6 @@ from pathlib import Path
 
 from keyring.backend import KeyringBackend
 from keyring.credentials import SimpleCredential
-
 
 def _path():
     return Path(os.environ["TEST_KEYRING_FILE"])

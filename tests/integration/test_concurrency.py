@@ -1,4 +1,5 @@
-"""Concurrent uploads and a locked database, against a real server (bounded loops only)."""
+"""Concurrent uploads and a locked database, against a real server (bounded loops only);
+the races on both stacks (SQLite + files, PostgreSQL + S3)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -15,27 +16,13 @@ import pytest
 import requests
 
 from tests.helpers.distfactory import Dist, make_wheel
-from tests.helpers.postgres import fresh_database
-from tests.helpers.serverproc import Server, running_server
+from tests.helpers.serverproc import Server
+from tests.helpers.stacks import stored_blobs
 
 TIME_LIMIT = 60.0
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """The races below on both backends; on PostgreSQL the blobs stay in the data folder."""
-    folder = tmp_path_factory.mktemp("concurrency")
-    if request.param == "sqlite":
-        with running_server(folder) as srv:
-            yield srv
-        return
-    postgres = request.getfixturevalue("postgres_server")
-    with fresh_database(postgres) as url, running_server(folder, {"MINIREPO_DATABASE": url}) as srv:
-        yield srv
-
-
+@pytest.mark.stacks
 def test_twenty_concurrent_uploads_while_pages_are_read(server: Server, tmp_path: Path) -> None:
     token = server.admin_token
     wheels = [make_wheel(tmp_path, Dist(f"conc-{i:02d}", "1.0")) for i in range(20)]
@@ -76,6 +63,7 @@ def _race(server: Server, wheels: list[Path]) -> list[requests.Response]:
         return list(pool.map(one, wheels))
 
 
+@pytest.mark.stacks
 def test_same_file_same_bytes_concurrently_gives_one_row(server: Server, tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, Dist("race-same", "1.0"))
     responses = _race(server, [wheel] * 4)
@@ -84,6 +72,7 @@ def test_same_file_same_bytes_concurrently_gives_one_row(server: Server, tmp_pat
     assert page.count(wheel.name + "</a>") == 1
 
 
+@pytest.mark.stacks
 def test_same_filename_other_bytes_concurrently_one_wins(server: Server, tmp_path: Path) -> None:
     wheels = []
     for i in range(4):
@@ -96,8 +85,7 @@ def test_same_filename_other_bytes_concurrently_one_wins(server: Server, tmp_pat
     winner = wheels[[r.status_code for r in responses].index(200)]
     served = requests.get(f"{server.url}/files/race-diff/{winner.name}", timeout=30).content
     assert hashlib.sha256(served).digest() == hashlib.sha256(winner.read_bytes()).digest()
-    blobs = [p for p in (server.data / "files").rglob(winner.name)]
-    assert len(blobs) == 1
+    assert len(stored_blobs(server, winner.name)) == 1
 
 
 def test_locked_database_answers_503_with_retry_after(

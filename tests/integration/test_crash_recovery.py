@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from tests.helpers.distfactory import Dist, make_wheel
+from tests.helpers.rawhttp import connect, send_partial_upload
 from tests.helpers.serverproc import Server, running_server
+from tests.helpers.stacks import Stack
 
 # Kills the server between linking an upload's blob into place and committing its rows.
 CRASH_AFTER_PUBLISH = """
@@ -55,21 +55,19 @@ def test_crash_between_blob_publish_and_commit(tmp_path: Path) -> None:
         assert project_status(srv, "crashy") == 200
 
 
-def test_kill_during_upload_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.stacks
+def test_kill_during_upload_leaves_nothing(tmp_path: Path, stack: Stack) -> None:
     base = tmp_path / "srv"
-    with running_server(base) as srv:
+    env = stack.env()  # the same database and bucket prefix after the restart
+    with running_server(base, env) as srv:
         acknowledged = make_wheel(tmp_path, Dist("acked", "1.0"))
         assert srv.upload(acknowledged).status_code == 200
-        parts = urlsplit(srv.url)
-        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
-            sock.sendall(
-                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n"
-                b"Content-Type: multipart/form-data; boundary=x\r\n\r\n" + b"\0" * 1_000_000
-            )
+        with connect(srv) as sock:
+            send_partial_upload(sock)
             srv.proc.kill()
             srv.proc.wait(timeout=30)
     (base / "repo" / "tmp" / "upload-leftover.part").write_bytes(b"partial")
-    with running_server(base) as srv:
+    with running_server(base, env) as srv:
         assert list((srv.data / "tmp").iterdir()) == []
         assert srv.cli("fsck").returncode == 0
         served = requests.get(f"{srv.url}/files/acked/{acknowledged.name}", timeout=30)

@@ -23,9 +23,9 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
-from tests.helpers.distfactory import Dist, make_wheel, upload_form
+from tests.helpers.distfactory import Dist, make_wheel
 from tests.helpers.proxyrig import JSON_V1
-from tests.helpers.rawhttp import read_answer
+from tests.helpers.rawhttp import connect, read_answer, upload_bytes
 from tests.helpers.serverproc import Server, running_server
 
 # What a stop may take when nothing holds it, and a short grace (`stop_timeout`) that a
@@ -34,29 +34,6 @@ PROMPT_EXIT = 10.0
 SHORT_GRACE = 1
 IN_FLIGHT = re.compile(r"(\d+) request\(s\) in flight")
 CUT = re.compile(r"cut (\d+) request\(s\)")
-
-
-def connect(server: Server) -> socket.socket:
-    parts = urlsplit(server.url)
-    return socket.create_connection((parts.hostname, parts.port), timeout=30)
-
-
-def upload_bytes(server: Server, wheel: Path) -> tuple[bytes, bytes]:
-    """The head and body of twine's upload of `wheel`, the head asking for `100 Continue`."""
-    form = upload_form(wheel)
-    handle, filename = form.pop("content")
-    prepared = requests.Request(
-        "POST",
-        f"{server.url}/",
-        data=form,
-        files={"content": (filename, handle, "application/octet-stream")},
-        auth=("__token__", server.admin_token),
-    ).prepare()
-    assert isinstance(prepared.body, bytes)
-    headers = {key: str(value) for key, value in prepared.headers.items()}
-    headers.update({"Host": urlsplit(server.url).netloc, "Expect": "100-continue"})
-    lines = ["POST / HTTP/1.1", *(f"{key}: {value}" for key, value in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode(), prepared.body
 
 
 @contextlib.contextmanager

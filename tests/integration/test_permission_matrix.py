@@ -3,7 +3,7 @@
 The expected answers come from `expected()` below, written from the issue's rules and not
 from `minirepo.permissions`, so the two are checked against each other. Each test item is one
 (role, credential, repository) row and checks every action in it; a refused upload, yank or
-delete must leave nothing changed.
+delete must leave nothing changed. On both stacks (SQLite + files, PostgreSQL + S3).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import pytest
 import requests
 
 from minirepo import models
-from minirepo.config import Settings
 from minirepo.services import accounts, datafolder, projects, repos
 from tests.helpers.distfactory import Dist, make_wheel, post_upload
-from tests.helpers.postgres import fresh_database
 from tests.helpers.serverproc import FAST_HASH, Server, running_server
+from tests.helpers.stacks import Stack, settings_of
+
+pytestmark = pytest.mark.stacks
 
 PASSWORD = "matrix-password-1"
 ROLES = ("anonymous", "none", "reader", "uploader", "owner", "maintainer", "admin", "admin-nopkg")
@@ -84,17 +85,9 @@ class World:
     checker: tuple[str, str]
 
 
-def _settings(server: Server, env: dict[str, str]) -> Settings:
-    """The server's own settings, for setting it up in-process beside it."""
-    url = env.get("MINIREPO_DATABASE", "")
-    return Settings(data=server.data, password_hash=FAST_HASH, database=url)
-
-
-def _populate(
-    server: Server, dists: Path, rows: list[tuple[str, str]], env: dict[str, str]
-) -> World:
+def _populate(server: Server, dists: Path, rows: list[tuple[str, str]]) -> World:
     session = requests.Session()
-    folder = datafolder.open_data(_settings(server, env))
+    folder = datafolder.open_data(settings_of(server))
     secrets: dict[tuple[str, str], tuple[str, str] | None] = {("anonymous", "password"): None}
     with folder.database.activated():
         repos.create("pub")
@@ -134,7 +127,7 @@ def _populate(
         versions = ["1.0"] + [f"{kind}.{i}" for i in range(len(rows)) for kind in (3, 4)]
         for version in versions:
             _post(session, server, repo, dists, Dist("target", version), alice, 200)
-    folder = datafolder.open_data(_settings(server, env))
+    folder = datafolder.open_data(settings_of(server))
     with folder.database.activated():
         for repo in REPOS:
             projects.add_maintainer(repo, "target", account("maintainer"))
@@ -170,28 +163,22 @@ def _server_for(role: str) -> str:
     return "nopkg" if role == "admin-nopkg" else "default"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def worlds(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, World]]:
-    """Two servers (admins with and without package access) on one backend."""
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[dict[str, World]]:
+    """Two servers (admins with and without package access) on one stack."""
     base = tmp_path_factory.mktemp("matrix")
     dists = base / "dists"
     dists.mkdir()
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as held:
         settings: dict[str, dict[str, str]] = {
-            "default": {},
-            "nopkg": {"MINIREPO_ADMIN_PACKAGE_ACCESS": "false"},
+            "default": stack.env(),
+            "nopkg": {**stack.env(), "MINIREPO_ADMIN_PACKAGE_ACCESS": "false"},
         }
-        if request.param == "postgresql":
-            postgres = request.getfixturevalue("postgres_server")
-            for env in settings.values():
-                env["MINIREPO_DATABASE"] = stack.enter_context(fresh_database(postgres))
         servers = {
-            name: (stack.enter_context(running_server(base / name, env)), env)
+            name: held.enter_context(running_server(base / name, env))
             for name, env in settings.items()
         }
-        yield {name: _populate(srv, dists, ROWS, env) for name, (srv, env) in servers.items()}
+        yield {name: _populate(srv, dists, ROWS) for name, srv in servers.items()}
 
 
 def _page(world: World, repo: str, project: str) -> str:

@@ -12,6 +12,8 @@ from tests.helpers.clients import build_chain, installed, run, twine_upload
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel
 from tests.helpers.serverproc import Server
 
+pytestmark = pytest.mark.stacks
+
 UV = find_uv_bin()
 
 

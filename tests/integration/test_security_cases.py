@@ -3,6 +3,7 @@
 docs/security-cases.md maps every case to its tests; tests/unit/test_security_cases.py has
 the Flask-level rows. Here each refusal is checked on the wire (status line, reason, body)
 and against the server's data folder: no row, no blob, no temp file, nothing else changed.
+On both stacks (SQLite + files, PostgreSQL + S3), but for the SQLite file's own modes.
 Loopback only; every wait is a bounded poll or a socket timeout, never a sleep.
 """
 
@@ -16,7 +17,6 @@ import http.client
 import os
 import shutil
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -32,7 +32,10 @@ import requests
 from tests.helpers.distfactory import Dist, make_wheel
 from tests.helpers.rawhttp import read_answer
 from tests.helpers.serverproc import Server, running_server
+from tests.helpers.stacks import Stack, bucket_keys, row_counts
 from tests.unit.test_security_cases import PROXY_CLAIMS, folder_state
+
+pytestmark = pytest.mark.stacks
 
 StartServer = Callable[..., AbstractContextManager[Server]]
 TABLES = ("project", "release", "file", "filemetadata", "usedfilename")
@@ -47,17 +50,12 @@ REALM = 'Basic realm="minirepo"'
 class State:
     rows: dict[str, int]
     paths: dict[str, str]
+    objects: list[str]
 
 
 def state(server: Server) -> State:
-    """Row counts (read-only SQLite connection) and every path below the data folder."""
-    uri = f"file:{server.data / 'minirepo.sqlite3'}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as connection:
-        rows = {
-            table: int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
-            for table in TABLES
-        }
-    return State(rows, folder_state(server.data))
+    """Row counts, every path below the data folder and every object in its bucket."""
+    return State(row_counts(server, TABLES), folder_state(server.data), bucket_keys(server))
 
 
 def outside_state(server: Server) -> dict[str, str]:
@@ -260,10 +258,11 @@ def test_case12_declared_2gib_is_refused_before_the_body(server: Server) -> None
 
 
 @pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def small_server(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Server]:
     """max_upload_size 1 MiB: Flask's MAX_CONTENT_LENGTH is then 6 MiB, waitress's cap 9 MiB."""
     folder = tmp_path_factory.mktemp("small")
-    with running_server(folder, {"MINIREPO_MAX_UPLOAD_SIZE": str(1024**2)}) as srv:
+    env = {**stack.env(), "MINIREPO_MAX_UPLOAD_SIZE": str(1024**2)}
+    with running_server(folder, env) as srv:
         yield srv
 
 

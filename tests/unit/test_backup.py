@@ -169,9 +169,9 @@ def key_of(filename: str) -> str:
     return str(models.File.get(models.File.filename == filename).storage_key)
 
 
-def restored_files(data: Path) -> dict[str, str]:
+def restored_files(data: Path, database: str = "") -> dict[str, str]:
     """filename -> sha256 of what a restored folder's database lists, its blobs checked."""
-    settings = Settings(data=data, password_hash=FAST_HASH)
+    settings = Settings(data=data, password_hash=FAST_HASH, database=database)
     restored_app = create_app(settings)
     services: Services = restored_app.extensions["minirepo"]
     try:
@@ -305,19 +305,32 @@ def test_a_database_newer_than_its_manifest_says_is_refused(
     assert list((tmp_path / "empty").iterdir()) == []
 
 
-def test_a_sqlite_backup_is_not_restored_beside_postgresql(
-    folder: DataFolder, stored: dict[str, str], tmp_path: Path
+def test_a_sqlite_backup_restores_into_postgresql(
+    folder: DataFolder, stored: dict[str, str], tmp_path: Path, postgres_url: str
 ) -> None:
     backups.backup(folder, tmp_path / "bk", tar=False)
-    settings = Settings(data=tmp_path / "restored", database="postgresql://db.invalid/x")
-    with pytest.raises(UserError, match="SQLite database but setting 'database'"):
-        backups.restore(settings, tmp_path / "bk")
-    assert not (tmp_path / "restored").exists()
+    settings = Settings(data=tmp_path / "restored", database=postgres_url)
+    restored = backups.restore(settings, tmp_path / "bk")
+    assert (restored.schema, restored.blobs) == (migrations.LATEST, 3)
+    assert not (tmp_path / "restored" / backups.DATABASE).exists()
+    assert restored_files(tmp_path / "restored", postgres_url) == stored
 
 
-def test_on_postgresql_the_blobs_and_secret_are_copied(
+def test_a_restore_into_a_postgresql_database_in_use_is_refused(
+    folder: DataFolder, stored: dict[str, str], tmp_path: Path, postgres_url: str
+) -> None:
+    backups.backup(folder, tmp_path / "bk", tar=False)
+    settings = Settings(data=tmp_path / "first", database=postgres_url)
+    backups.restore(settings, tmp_path / "bk")
+    with pytest.raises(UserError, match="already holds rows"):
+        backups.restore(dataclasses.replace(settings, data=tmp_path / "second"), tmp_path / "bk")
+    assert not (tmp_path / "second").exists()
+
+
+def test_on_postgresql_the_backup_holds_the_rows(
     postgres_url: str, tmp_path: Path, dist_folder: Path
 ) -> None:
+    """The rows are exported into the backup's SQLite file, which restores anywhere."""
     settings = Settings(data=tmp_path / "data", password_hash=FAST_HASH, database=postgres_url)
     pg_app = create_app(settings)
     services: Services = pg_app.extensions["minirepo"]
@@ -327,13 +340,13 @@ def test_on_postgresql_the_blobs_and_secret_are_copied(
             token = accounts.create_token("root", permission="admin").secret
             wheel = make_wheel(dist_folder, Dist("pg-pkg", "1.0"))
             assert post_upload(pg_app.test_client(), token, wheel).status_code == 200
-            manifest = backups.backup(services.folder, tmp_path / "bk", tar=False)
+            manifest = backups.backup(services.folder, tmp_path / "bk.tar", tar=True)
     finally:
         services.fetches.close()
         services.folder.database.close()
-    assert (manifest.database, manifest.files, manifest.blobs) == (backups.POSTGRESQL, 1, 1)
-    assert not (tmp_path / "bk" / backups.DATABASE).exists()
-    restored = backups.restore(Settings(data=tmp_path / "restored"), tmp_path / "bk")
-    assert (restored.schema, restored.blobs) == (None, 1)
+    assert (manifest.database, manifest.files, manifest.blobs) == (backups.SQLITE, 1, 1)
+    restored = backups.restore(Settings(data=tmp_path / "restored"), tmp_path / "bk.tar")
+    assert (restored.schema, restored.blobs) == (migrations.LATEST, 1)
     assert (tmp_path / "restored" / "secret").read_bytes() == services.folder.secret
-    assert not (tmp_path / "restored" / backups.DATABASE).exists()
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert restored_files(tmp_path / "restored") == {wheel.name: sha256}

@@ -11,6 +11,8 @@ import dataclasses
 import datetime
 import hashlib
 import os
+import socket
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -705,6 +707,40 @@ def test_a_stale_fetch_row_is_taken_over(
     assert stored(proxy, wheel.name) is not None
     assert models.FetchJob.select().count() == 0
     assert upstream.opens == 1
+
+
+def test_a_fresh_row_of_a_dead_worker_of_this_box_is_taken_over_at_once(
+    proxy: RepoInfo, fetches: Fetches, wheel: Path, upstream: FakeUpstream
+) -> None:
+    """A worker killed mid-fetch (`serve --workers`): its pid is gone, so the next request
+    fetches at once instead of waiting out STALE_JOB."""
+    dead = subprocess.Popen(["true"])  # a pid that has exited, and been reaped
+    dead.wait(timeout=WAIT)
+    models.FetchJob.create(
+        repository=proxy.id, filename=wheel.name, owner=f"{socket.gethostname()}:{dead.pid}"
+    )
+    assert read_all(fetches.download(proxy, upstream, entry(wheel), keep=True)) == (
+        wheel.read_bytes()
+    )
+    assert fetches.wait_idle(WAIT)
+    assert upstream.opens == 1
+    assert models.FetchJob.select().count() == 0
+
+
+def test_a_fresh_row_of_a_live_worker_of_this_box_is_waited_for(
+    proxy: RepoInfo,
+    fetches: Fetches,
+    wheel: Path,
+    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fetches_module, "OTHER_PROCESS_WAIT", 0.3)
+    models.FetchJob.create(
+        repository=proxy.id, filename=wheel.name, owner=f"{socket.gethostname()}:{os.getppid()}"
+    )
+    with pytest.raises(FetchBusy, match="still fetching"):
+        fetches.download(proxy, upstream, entry(wheel), keep=True)
+    assert upstream.opens == 0
 
 
 def test_the_fetch_row_is_held_while_the_job_runs(
