@@ -7,8 +7,10 @@ Issue 18's rows: on the second stack cached pages >= 0.9x, uploads >= 0.5x and a
 download through the server >= 0.5x the first. Both servers run side by side from one venv
 holding the postgres and s3 extras, pinned to CPU 0 as the other rows are (wrk and curl on
 CPU 1); PostgreSQL and SeaweedFS run unpinned, as a database and a store on their own hosts
-would. Each row alternates the two servers turn by turn (the order flipping each turn), and
-each figure is the median turn. Not a timed test: the figures vary with the machine.
+would. Each row alternates the servers turn by turn (the order flipping each turn), and
+each figure is the median turn. The download row also has a third server, the second stack
+with `s3_redirect` (curl follows the 307 to the bucket). Not a timed test: the figures vary
+with the machine.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from tests.helpers.seaweed import BUCKET, REGION, SeaweedServer, running_seaweed
 
 CONNECTIONS = 16
 STACKS = ("sqlite + files", "postgresql + seaweedfs")
+# The second stack answering a download with a 307 to the bucket (`s3_redirect`): the
+# download row only, since its pages and uploads are the second stack's.
+REDIRECTED = "postgresql + seaweedfs, s3_redirect"
 
 
 def big_wheel(folder: Path, version: str, size: int) -> Path:
@@ -65,6 +70,7 @@ def pages(handle: servers.Handle, sample: list[str], seconds: float) -> float:
 
 def uploads(handle: servers.Handle, folder: Path, turn: int, count: int) -> float:
     """Files a second, `count` small wheels of new projects, four uploads at a time."""
+    folder.mkdir(parents=True, exist_ok=True)
     wheels = [make_wheel(folder, Dist(f"up-{turn}-{i}", "1.0")) for i in range(count)]
     seconds = load.timed(lambda: load.bulk_upload(handle.upload_url, handle.bulk_headers, wheels))
     return count / seconds
@@ -75,10 +81,12 @@ def download(handle: servers.Handle, folder: Path, turn: int, size: int) -> floa
     path = big_wheel(folder, f"1.{turn}", size)
     load.bulk_upload(handle.upload_url, handle.bulk_headers, [path], workers=1)
     url = f"{handle.base}/files/big-file/{path.name}"
-    curl_seconds([url])  # the first read of a local blob hashes it once (verified.json)
+    curl_seconds(
+        ["--location", url]
+    )  # the first read of a local blob hashes it once (verified.json)
     megabytes = path.stat().st_size / 1e6
     path.unlink()
-    return megabytes / curl_seconds([url])
+    return megabytes / curl_seconds(["--location", url])
 
 
 def interleaved(
@@ -105,27 +113,32 @@ def measure(
     def download_turn(name: str, turn: int) -> float:
         return download(handles[name], root / "big", turn, args.big_mb * 1024 * 1024)
 
+    served = {name: handle for name, handle in handles.items() if name in STACKS}
     rows = {}
-    for row, turn in (
-        (f"cached project pages c={CONNECTIONS} (req/s)", page_turn),
-        (f"uploads of {args.uploads} wheels (files/s)", upload_turn),
-        (f"{args.big_mb} MB download (MB/s)", download_turn),
+    for row, turn, measured in (
+        (f"cached project pages c={CONNECTIONS} (req/s)", page_turn, served),
+        (f"uploads of {args.uploads} wheels (files/s)", upload_turn, served),
+        (f"{args.big_mb} MB download (MB/s)", download_turn, handles),
     ):
         print(row)
-        rows[row] = interleaved(handles, args.repeats, turn)
+        rows[row] = interleaved(measured, args.repeats, turn)
     return rows
 
 
-def stack_settings(seaweed: SeaweedServer, database: str) -> dict[str, dict[str, str]]:
-    return {
-        STACKS[0]: {},
-        STACKS[1]: {
+def stack_settings(seaweed: SeaweedServer, databases: list[str]) -> dict[str, dict[str, str]]:
+    def s3_stack(database: str, prefix: str) -> dict[str, str]:
+        return {
             **seaweed.env(),
             "MINIREPO_DATABASE": database,
-            "MINIREPO_STORAGE": f"s3://{BUCKET}/bench",
+            "MINIREPO_STORAGE": f"s3://{BUCKET}/{prefix}",
             "MINIREPO_S3_ENDPOINT_URL": seaweed.endpoint,
             "MINIREPO_S3_REGION": REGION,
-        },
+        }
+
+    return {
+        STACKS[0]: {},
+        STACKS[1]: s3_stack(databases[0], "bench"),
+        REDIRECTED: {**s3_stack(databases[1], "redirected"), "MINIREPO_S3_REDIRECT": "true"},
     }
 
 
@@ -143,13 +156,16 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="minirepo-stacks-") as temp,
         running_postgres() as postgres,
         fresh_database(postgres) as database,
+        fresh_database(postgres) as redirected,
     ):
         root = Path(temp)
         (root / "weed").mkdir()
         with running_seaweed(root / "weed") as seaweed:
             try:
-                for name, env in stack_settings(seaweed, database).items():
-                    folder = root / name.split()[0]
+                for number, (name, env) in enumerate(
+                    stack_settings(seaweed, [database, redirected]).items()
+                ):
+                    folder = root / str(number)
                     folder.mkdir()
                     handle = servers.start_minirepo(
                         folder, args.threads, name=name, settings=env, venv=venv
@@ -166,6 +182,9 @@ def main() -> None:
     for row, medians in rows.items():
         first, second = medians[STACKS[0]], medians[STACKS[1]]
         print(f"{row:<40} {first:16.1f} {second:24.1f} {second / first:6.2f}x")
+        if REDIRECTED in medians:
+            third = medians[REDIRECTED]
+            print(f"{'  ' + REDIRECTED:<40} {'':16} {third:24.1f} {third / first:6.2f}x")
     saved = {"args": vars(args) | {"json": str(args.json), "cache": ""}, "rows": rows}
     args.json.write_text(json.dumps(saved, indent=2))
 
