@@ -65,6 +65,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     # peewee logs every query at DEBUG with its parameters (token digests, password
     # hashes): `log_level = "debug"` is for minirepo's own lines, never for those.
     logging.getLogger("peewee").setLevel(logging.INFO)
+    # boto3 (`storage = "s3://…"`) says at INFO where it found its credentials, at each start
+    # and in each worker: not news for an operator who set them.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
 def _address(settings: Settings) -> str:
@@ -204,7 +207,7 @@ def first_start_banner(
         f"    poetry source add --priority=primary minirepo {base}{simple}",
         f"    poetry config repositories.minirepo {upload_url}",
         f"    poetry config http-basic.minirepo __token__ {token}",
-        f"Set a password for {ADMIN_NAME!r} (the web UI at {base}/ logs in with it):  "
+        f"Set a password for {ADMIN_NAME!r} (the web UI at {base} logs in with it):  "
         f"minirepo user passwd {ADMIN_NAME}",
         "",
     ]

@@ -161,3 +161,10 @@ def migrate_data_cmd(
         click.echo(f'    database = "{redact(to_database)}"')
     if to_storage:
         click.echo(f'    storage = "{to_storage}"')
+        for name in ("s3_endpoint_url", "s3_region"):
+            if getattr(target, name):
+                click.echo(f'    {name} = "{getattr(target, name)}"')
+    click.echo(
+        '    secret_key = "…"  # the same on every server; make one with: '
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )

@@ -128,6 +128,7 @@ def test_banner_with_public_url() -> None:
     assert "--trusted-host" not in banner  # https needs no exception
     ipv6 = first_start_banner(Settings(host="::1", port=9000), "mr-x")
     assert "--index-url http://[::1]:9000/simple/ --trusted-host ::1 PACKAGE" in ipv6
+    assert "(the web UI at https://pypi.lab.example/ logs in with it)" in banner
 
 
 def test_banner_when_reading_needs_credentials() -> None:
