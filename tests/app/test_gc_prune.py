@@ -12,12 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 
 from minirepo import models
-from minirepo.cli import main
 from minirepo.config import Settings
 from minirepo.services import accounts, gc, projects, repos, retention
 from minirepo.services.container import Services
@@ -25,7 +23,7 @@ from minirepo.services.housekeeping import Housekeeping
 from minirepo.services.retention_rule import Rule
 from minirepo.storage import blob_key
 from tests.conftest import basic
-from tests.helpers.backends import BACKENDS, backend_settings, served
+from tests.helpers.backends import BACKENDS, backend_settings, run_cli, served
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
 
@@ -52,12 +50,6 @@ def client(app: Flask) -> FlaskClient:
 def data(app: Flask) -> Path:
     settings: Settings = app.extensions["minirepo"].settings
     return settings.data
-
-
-def run_cli(app: Flask, *args: str) -> Result:
-    settings: Settings = app.extensions["minirepo"].settings
-    env = {"MINIREPO_DATA": str(settings.data), "MINIREPO_DATABASE": settings.database}
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def upload(client: FlaskClient, path: Path, repo: str = "main") -> int:

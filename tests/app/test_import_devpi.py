@@ -9,14 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from flask import Flask
 
 from minirepo import credentials, models
-from minirepo.cli import main
-from minirepo.config import Settings
 from minirepo.services import groups, repos
-from tests.helpers.backends import BACKENDS, backend_settings, served
+from tests.helpers.backends import BACKENDS, WITH_S3, backend_settings, run_cli, served
 from tests.helpers.devpirig import ARGON2_HASH, add_dist, mirror, stage, write_export
 from tests.helpers.distfactory import Dist
 
@@ -25,16 +22,10 @@ FIRST = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 LATER = datetime.datetime(2025, 6, 7, 8, 9, 10, tzinfo=UTC)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[*BACKENDS, WITH_S3])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     with served(backend_settings(request, tmp_path)) as app:
         yield app
-
-
-def run_cli(app: Flask, *args: str) -> Result:
-    settings: Settings = app.extensions["minirepo"].settings
-    env = {"MINIREPO_DATA": str(settings.data), "MINIREPO_DATABASE": settings.database}
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 @pytest.fixture

@@ -12,15 +12,12 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from click.testing import CliRunner, Result
 from flask import Flask
 
 from minirepo import credentials, models
-from minirepo.cli import main
-from minirepo.config import Settings
 from minirepo.services import accounts
 from tests.conftest import basic
-from tests.helpers.backends import BACKENDS, backend_settings, served
+from tests.helpers.backends import BACKENDS, WITH_S3, backend_settings, run_cli, served
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
 
@@ -30,7 +27,7 @@ DAVE_PASSWORD = "dave-password-1"  # an account made here, not imported
 MTIME = datetime.datetime(2022, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[*BACKENDS, WITH_S3])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     with served(backend_settings(request, tmp_path)) as app:
         yield app
@@ -65,12 +62,6 @@ def htpasswd(tmp_path: Path) -> Path:
         f"alice:{{SHA}}{sha}\nbob:$2y${hashed[4:]}\ncarol:$apr1$Vd5Y2R1S$a8eXbGm3s0YVbc1r2.n9f/\n"
     )
     return path
-
-
-def run_cli(app: Flask, *args: str) -> Result:
-    settings: Settings = app.extensions["minirepo"].settings
-    env = {"MINIREPO_DATA": str(settings.data), "MINIREPO_DATABASE": settings.database}
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def password_hash(name: str) -> str:

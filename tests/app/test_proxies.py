@@ -15,20 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 
 from minirepo import models
 from minirepo.app import create_app
-from minirepo.cli import main
-from minirepo.config import Settings
 from minirepo.errors import UserError
 from minirepo.services import accounts, groups, repos
 from minirepo.services.container import Services
 from minirepo.services.fetches import FetchFailed
 from tests.conftest import basic
-from tests.helpers.backends import BACKENDS, backend_settings, served
+from tests.helpers.backends import BACKENDS, backend_settings, run_cli, served
 from tests.helpers.distfactory import Dist, escaped, make_wheel, upload_form, wheel_members
 from tests.helpers.serverproc import FAST_HASH
 from tests.helpers.upstreamfake import FakeUpstream
@@ -364,13 +361,6 @@ def test_a_wheel_is_byte_exact(app: Flask, upstream: FakeUpstream, tmp_path: Pat
     got = download(client, "/pypi-proxy/files/exact/exact-1.0-py3-none-any.whl")
     assert got == content
     assert zipfile.ZipFile(io.BytesIO(got)).testzip() is None
-
-
-def run_cli(app: Flask, *args: str) -> Result:
-    """`minirepo ARGS` on the app's data folder (and database), as an operator runs it."""
-    settings: Settings = app.extensions["minirepo"].settings
-    env = {"MINIREPO_DATA": str(settings.data), "MINIREPO_DATABASE": settings.database}
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def test_cache_fetch_seeds_a_requirements_file_for_offline_days(

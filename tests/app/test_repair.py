@@ -15,18 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 
 from minirepo import models
-from minirepo.cli import main
 from minirepo.config import Settings
 from minirepo.services import accounts, repos
 from minirepo.services.container import Services
 from minirepo.storage import blob_key
 from tests.conftest import basic
-from tests.helpers.backends import BACKENDS, backend_settings, served
+from tests.helpers.backends import BACKENDS, backend_settings, run_cli, served
 from tests.helpers.distfactory import (
     Dist,
     escaped,
@@ -96,12 +94,6 @@ def download(client: FlaskClient, path: str) -> tuple[int, str, bytes]:
 def events(action: str) -> list[tuple[str, str, str]]:
     query = models.Event.select().where(models.Event.action == action).order_by(models.Event.id)
     return [(row.actor, row.repository, row.filename) for row in query]
-
-
-def run_cli(app: Flask, *args: str) -> Result:
-    settings: Settings = app.extensions["minirepo"].settings
-    env = {"MINIREPO_DATA": str(settings.data), "MINIREPO_DATABASE": settings.database}
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from flask import Flask
 
 from minirepo.cli import main
@@ -22,7 +22,7 @@ from minirepo.services import accounts, integrity, projects
 from minirepo.services.container import Services
 from minirepo.storage import blob_key
 from tests.conftest import post_upload
-from tests.helpers.backends import served
+from tests.helpers.backends import run_cli, served
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel
 from tests.helpers.seaweed import REGION, S3Storage
 from tests.helpers.serverproc import FAST_HASH
@@ -61,16 +61,6 @@ def wheel(tmp_path: Path, name: str = "demo-pkg", version: str = "1.0", **extra:
 
 def key_of(path: Path) -> str:
     return blob_key(hashlib.sha256(path.read_bytes()).hexdigest(), path.name)
-
-
-def run_cli(app: Flask, *args: str) -> Result:
-    settings: Settings = app.extensions["minirepo"].settings
-    env = {
-        "MINIREPO_DATA": str(settings.data),
-        "MINIREPO_STORAGE": settings.storage,
-        "MINIREPO_S3_ENDPOINT_URL": settings.s3_endpoint_url,
-    }
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def test_upload_page_and_streamed_download(
