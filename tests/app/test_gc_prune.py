@@ -16,14 +16,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from minirepo import models
-from minirepo.config import Settings
 from minirepo.services import accounts, gc, projects, repos, retention
 from minirepo.services.container import Services
 from minirepo.services.housekeeping import Housekeeping
 from minirepo.services.retention_rule import Rule
 from minirepo.storage import blob_key
 from tests.conftest import basic
-from tests.helpers.backends import BACKENDS, backend_settings, run_cli, served
+from tests.helpers.backends import BACKENDS, WITH_S3, backend_settings, run_cli, served
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel, upload_form
 from tests.helpers.serverproc import FAST_HASH
 
@@ -32,7 +31,7 @@ ALICE = basic("alice", PASSWORD)
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[*BACKENDS, WITH_S3])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     """`main` and `team`, both open to alice's uploads."""
     with served(backend_settings(request, tmp_path)) as flask_app:
@@ -47,11 +46,6 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def data(app: Flask) -> Path:
-    settings: Settings = app.extensions["minirepo"].settings
-    return settings.data
-
-
 def upload(client: FlaskClient, path: Path, repo: str = "main") -> int:
     answer = client.post(
         f"/{repo}/", data=upload_form(path), headers=ALICE, content_type="multipart/form-data"
@@ -63,6 +57,11 @@ def wheel(tmp_path: Path, name: str, version: str) -> Path:
     folder = tmp_path / "dists"
     folder.mkdir(exist_ok=True)
     return make_wheel(folder, Dist(name, version))
+
+
+def stored(app: Flask, key: str) -> bool:
+    """Whether the app's store (files/ or the bucket) holds `key`."""
+    return app.extensions["minirepo"].folder.store.info(key) is not None
 
 
 def key_of(path: Path) -> str:
@@ -100,8 +99,8 @@ def test_gc_frees_deleted_files_after_the_grace(
     assert result.exit_code == 0, result.output
     assert f"freed {key_of(old)} (" in result.output
     assert "Freed 1 file(s)" in result.output
-    assert not (data(app) / "files" / key_of(old)).exists()
-    assert (data(app) / "files" / key_of(young)).exists()
+    assert not stored(app, key_of(old))
+    assert stored(app, key_of(young))
     # the record of the delete stays, without its blob; the name stays burned
     tombstone = models.Tombstone.get(models.Tombstone.filename == old.name)
     assert (tombstone.storage_key, tombstone.reason) == ("", "deleted")
@@ -109,7 +108,7 @@ def test_gc_frees_deleted_files_after_the_grace(
 
     result = run_cli(app, "gc", "--grace", "0")
     assert "Freed 1 file(s)" in result.output
-    assert not (data(app) / "files" / key_of(young)).exists()
+    assert not stored(app, key_of(young))
     assert run_cli(app, "gc", "--grace", "0").output.strip() == "Freed 0 file(s), 0 B."
     assert run_cli(app, "fsck").exit_code == 0
 
@@ -137,7 +136,7 @@ def test_gc_keeps_a_blob_a_younger_tombstone_still_names(
     age_tombstones(30)
     projects.delete("team", "shared")  # today: its grace has just begun
     assert "Freed 0 file(s)" in run_cli(app, "gc").output
-    assert (data(app) / "files" / key_of(shared)).exists()
+    assert stored(app, key_of(shared))
 
 
 def test_gc_frees_a_deleted_repositorys_files(
@@ -149,9 +148,9 @@ def test_gc_frees_a_deleted_repositorys_files(
     age_tombstones(8)
     result = run_cli(app, "gc", "--dry-run")
     assert f"would free {key_of(path)}" in result.output
-    assert (data(app) / "files" / key_of(path)).exists()
+    assert stored(app, key_of(path))
     assert "Freed 1 file(s)" in run_cli(app, "gc").output
-    assert not (data(app) / "files" / key_of(path)).exists()
+    assert not stored(app, key_of(path))
 
 
 def test_gc_leaves_a_blob_uploaded_again_while_it_runs(
@@ -170,7 +169,7 @@ def test_gc_leaves_a_blob_uploaded_again_while_it_runs(
 
     monkeypatch.setattr(gc, "_kept", upload_meanwhile)
     services: Services = app.extensions["minirepo"]
-    assert gc.collect(services.folder.store, data(app) / "tmp", 7 * 86400) == []
+    assert gc.collect(services.folder.store, services.settings.data / "tmp", 7 * 86400) == []
     with client.get(f"/team/files/again/{path.name}", headers=ALICE) as answer:
         assert (answer.status_code, answer.get_data()) == (200, path.read_bytes())
 
