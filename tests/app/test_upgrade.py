@@ -205,6 +205,8 @@ FOLDERS = {
     "0.5.0.dev0-postgres": 5,
     "0.6.0.dev0": 6,
     "0.6.0.dev0-postgres": 6,
+    "0.7.0.dev0": 7,
+    "0.7.0.dev0-postgres": 7,
 }
 JSON_V1 = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
@@ -341,6 +343,7 @@ class Served:
     dists: Path
     made_at: int  # the schema the folder was made at
     origins: list[OriginRow]  # as made, read before the app opened the folder
+    instance: list[tuple[Any, ...]]  # (name, value) of its instance rows as made (schema 7)
 
     def password(self, user: str) -> dict[str, str]:
         return basic(user, self.secrets["passwords"][user])
@@ -374,15 +377,21 @@ class Served:
     def upload(self, repo: str, dist: Dist, auth: dict[str, str], *, sdist: bool = False) -> int:
         return self.post(repo, dist, auth, sdist=sdist).status_code
 
+    def found(self, query: str, auth: dict[str, str] | None = None) -> set[tuple[str, str, str]]:
+        """(repository, project, version) of each hit of the search API."""
+        answer = self.get(f"/-/search?q={query}&format=json", auth).json
+        return {(hit["repository"], hit["name"], hit["version"]) for hit in answer["results"]}  # type: ignore[index]
+
 
 def serve(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
     settings, secrets = open_fixture(name, tmp_path, request)
     made_at = FOLDERS[name]
     origins = stored_origins(settings) if made_at >= 3 else []
+    made = stored_rows(settings, "SELECT name, value FROM instance") if made_at >= 7 else []
     app = create_app(settings)  # as `serve` opens it
     services: Services = app.extensions["minirepo"]
     with services.folder.database.activated():
-        yield Served(app.test_client(), secrets, tmp_path / "new-dists", made_at, origins)
+        yield Served(app.test_client(), secrets, tmp_path / "new-dists", made_at, origins, made)
     services.folder.database.close()
 
 
@@ -1270,16 +1279,18 @@ def test_schema5_adds_no_retention_rule_and_takes_one(schema4: Served) -> None:
 # What must still hold in the folders 0.5.0.dev0 (schema 5) made, on SQLite and PostgreSQL
 # (how: the fixtures' README): the schema-4 script's folder plus retention rules, a release
 # pruned by hand, and summaries and keywords the search index is filled from. The
-# schema-6 script is the schema-5 one with the web UI's rows added after it, so the
-# `schema5` checks run on its folders too.
+# schema-6 script is the schema-5 one with the web UI's rows added after it, and the
+# schema-7 script is the schema-6 one with the same data, so the `schema5` checks run on
+# their folders too.
 
 SCHEMA5 = {"sqlite": "0.5.0.dev0", "postgresql": "0.5.0.dev0-postgres"}
 SCHEMA6 = {"sqlite": "0.6.0.dev0", "postgresql": "0.6.0.dev0-postgres"}
+SCHEMA7 = {"sqlite": "0.7.0.dev0", "postgresql": "0.7.0.dev0-postgres"}
 
 
-@pytest.fixture(params=[*SCHEMA5.values(), *SCHEMA6.values()])
+@pytest.fixture(params=[*SCHEMA5.values(), *SCHEMA6.values(), *SCHEMA7.values()])
 def schema5(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    """Each folder the schema-5 script made, or the schema-6 script that extends it."""
+    """Each folder the schema-5 script made, or the schema-6 and -7 scripts that extend it."""
     yield from serve(request.param, tmp_path, request)
 
 
@@ -1301,11 +1312,7 @@ def test_schema5_retention_rules_and_pruned_release_are_kept(schema5: Served) ->
 def test_schema6_search_finds_what_the_folder_held(schema5: Served) -> None:
     """The upgrade to schema 6 fills the search index (SQLite) from the projects there;
     team's stay hidden from those who may not read team."""
-
-    def found(query: str, auth: dict[str, str] | None = None) -> set[tuple[str, str, str]]:
-        answer = schema5.get(f"/-/search?q={query}&format=json", auth).json
-        return {(hit["repository"], hit["name"], hit["version"]) for hit in answer["results"]}
-
+    found = schema5.found
     assert found("http client") == {("main", "alicepkg", "1.0")}  # keywords and summary
     assert found("nightly") == {("nightly", "nightlypkg", "1.0")}
     assert found("invoices") == found("invoices", schema5.token("bob_main")) == set()  # main only
@@ -1318,7 +1325,8 @@ def test_schema6_search_finds_what_the_folder_held(schema5: Served) -> None:
 
 # What must still hold in the folders 0.6.0.dev0 (schema 6) made (how: the fixtures'
 # README): the web UI's rows, i.e. the daily download counts the server wrote at its
-# graceful stop and the READMEs rendered at a project page's first view.
+# graceful stop and the READMEs rendered at a project page's first view. The schema-7
+# script made the same rows, so the `schema6` checks run on its folders too.
 
 # filename: downloads counted, all on the day the script ran
 SCHEMA6_DOWNLOADS = {
@@ -1330,9 +1338,9 @@ SCHEMA6_DOWNLOADS = {
 }
 
 
-@pytest.fixture(params=list(SCHEMA6.values()), ids=list(SCHEMA6))
+@pytest.fixture(params=[*SCHEMA6.values(), *SCHEMA7.values()])
 def schema6(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    """Each folder the schema-6 script made."""
+    """Each folder the schema-6 script made, or the schema-7 script that repeats it."""
     yield from serve(request.param, tmp_path, request)
 
 
@@ -1378,6 +1386,40 @@ def test_schema6_rendered_readmes_survive(schema6: Served) -> None:
     assert again == {row.id: (row.html, row.renderer) for row in made.values()}
 
 
+# What must still hold in the folders 0.7.0.dev0 (schema 7) made (how: the fixtures'
+# README): the schema-6 script's rows, plus what schema 7 writes by itself: the instance
+# row with the fingerprint of the folder's secret (stored by the first start) and, on
+# PostgreSQL too, the search index its triggers keep.
+
+
+@pytest.fixture(params=list(SCHEMA7.values()), ids=list(SCHEMA7))
+def schema7(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """Each folder the schema-7 script made."""
+    yield from serve(request.param, tmp_path, request)
+
+
+def test_schema7_the_secrets_fingerprint_survives(schema7: Served) -> None:
+    """The start compares the folder's secret with the stored fingerprint: the same
+    secret, so the row stays as made (a changed one would be stored anew or refused)."""
+    folder = schema7.client.application.extensions["minirepo"].folder
+    mine = instance.fingerprint((folder.settings.data / "secret").read_bytes())
+    assert schema7.instance == [(models.SECRET_FINGERPRINT, mine)]
+    kept = models.Instance.select(models.Instance.name, models.Instance.value)
+    assert rows(kept.tuples()) == schema7.instance
+
+
+def test_schema7_search_answers_from_the_index_as_made(schema7: Served) -> None:
+    """The index was filled by the triggers while the script ran (on PostgreSQL too, where
+    schema 6 had none): one row per project with a release, and it answers."""
+    folder = schema7.client.application.extensions["minirepo"].folder
+    key = "project_id" if folder.settings.database else "rowid"
+    indexed = stored_rows(folder.settings, f"SELECT {key} FROM project_search")  # noqa: S608
+    released = stored_rows(folder.settings, "SELECT DISTINCT project_id FROM release")
+    assert sorted(indexed) == sorted(released)
+    assert schema7.found("alice") == {("main", "alicepkg", "1.0")}
+    assert schema7.found("invoices", schema7.password("alice")) == {("team", "teamlib", "1.1")}
+
+
 # The PostgreSQL schema an upgrade leaves, as the catalog describes it: columns, their
 # types, nullability and defaults; constraints; indexes.
 PG_SCHEMA_QUERIES = (
@@ -1402,6 +1444,7 @@ PG_SCHEMA_QUERIES = (
         SCHEMA4["postgresql"],
         SCHEMA5["postgresql"],
         SCHEMA6["postgresql"],
+        SCHEMA7["postgresql"],  # made at the latest schema: restored, nothing to upgrade
     ],
 )
 def test_an_upgraded_postgres_database_is_a_fresh_one(
