@@ -8,10 +8,12 @@ and its own open lock file, as a forked worker has.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import peewee
@@ -44,28 +46,38 @@ def count(database: Database) -> int:
     return int(database.handle.execute_sql("SELECT count(*) FROM t").fetchone()[0])
 
 
-def test_a_writer_of_another_process_goes_as_soon_as_the_lock_is_free(path: Path) -> None:
-    first, second = opened(path, 5.0), opened(path, 5.0)
+@contextlib.contextmanager
+def held(database: Database) -> Iterator[threading.Event]:
+    """`database`'s writer lock, held by another thread until the event given is set."""
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with first.write_transaction():
+        with database.write_transaction():
             holding.set()
             assert release.wait(WAIT)
-        first.close()
+        database.close()
 
     thread = threading.Thread(target=hold)
     thread.start()
     assert holding.wait(WAIT)
-    done: list[float] = []
-    waiter = threading.Thread(target=lambda: (insert(second, 1), done.append(time.monotonic())))
-    waiter.start()
-    time.sleep(0.2)  # the waiter is queued by now
-    assert not done
-    released = time.monotonic()
-    release.set()
-    waiter.join(WAIT)
-    thread.join(WAIT)
+    try:
+        yield release
+    finally:
+        release.set()
+        thread.join(WAIT)
+
+
+def test_a_writer_of_another_process_goes_as_soon_as_the_lock_is_free(path: Path) -> None:
+    first, second = opened(path, 5.0), opened(path, 5.0)
+    with held(first) as release:
+        done: list[float] = []
+        waiter = threading.Thread(target=lambda: (insert(second, 1), done.append(time.monotonic())))
+        waiter.start()
+        time.sleep(0.2)  # the waiter is queued by now
+        assert not done
+        released = time.monotonic()
+        release.set()
+        waiter.join(WAIT)
     assert done
     assert done[0] - released < 1.0
     assert count(second) == 1
@@ -73,23 +85,11 @@ def test_a_writer_of_another_process_goes_as_soon_as_the_lock_is_free(path: Path
 
 def test_a_writer_gives_up_after_busy_timeout_and_the_lock_stays_usable(path: Path) -> None:
     first, second = opened(path, 5.0), opened(path, 0.3)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with first.write_transaction():
-            holding.set()
-            assert release.wait(WAIT)
-        first.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert holding.wait(WAIT)
-    started = time.monotonic()
-    with pytest.raises(peewee.OperationalError, match="locked"):
-        insert(second, 1)
-    assert 0.25 < time.monotonic() - started < 2
-    release.set()
-    thread.join(WAIT)
+    with held(first):
+        started = time.monotonic()
+        with pytest.raises(peewee.OperationalError, match="locked"):
+            insert(second, 1)
+        assert 0.25 < time.monotonic() - started < 2
     insert(second, 2)  # the grant nobody waited for was let go
     insert(first, 3)
     assert count(second) == 2
