@@ -38,6 +38,8 @@ _ZIP_CENTRAL_ENTRY = struct.Struct("<4s24x3H12x")
 # Central directory bytes allowed per member before zipfile reads them all at once: the
 # 46-byte entry and a long path. Real wheels average far less (about 100 bytes).
 _CENTRAL_BYTES_PER_MEMBER = _ZIP_CENTRAL_ENTRY.size + 256
+# What a too-many-members refusal names as the limit: an upload's setting by default.
+_MEMBER_LIMIT = "the server's max_archive_members"
 # What a corrupt or crafted zip makes `zipfile` raise besides BadZipFile: a negative seek
 # (OSError), an undecodable UTF-8 name (ValueError), a short struct, an encrypted member.
 _ZIP_ERRORS = (
@@ -55,17 +57,23 @@ _ZIP_ERRORS = (
 
 @contextlib.contextmanager
 def open_zip(
-    handle: IO[bytes], size: int, max_members: int, kind: str, filename: str
+    handle: IO[bytes],
+    size: int,
+    max_members: int,
+    kind: str,
+    filename: str,
+    limit_name: str = _MEMBER_LIMIT,
 ) -> Iterator[zipfile.ZipFile]:
     """The zip in `handle` (`size` bytes), opened once its envelope, its member count and
     its members' names, sizes and layout have passed.
 
     Whatever zipfile raises on a corrupt or crafted archive, while opening it or while the
     caller reads from it in the `with` block, becomes an InvalidUpload naming `filename`.
+    `limit_name` is what a refusal for `max_members` names as the limit.
     """
     try:
         _check_zip_envelope(handle, size, kind)
-        _check_central_directory(handle, size, max_members, kind)
+        _check_central_directory(handle, size, max_members, kind, limit_name)
         with zipfile.ZipFile(handle) as archive:
             _check_zip_members(archive.infolist(), size, kind)
             yield archive
@@ -122,10 +130,10 @@ def read_capped(handle: IO[bytes], cap: int, what: str) -> bytes:
     return data
 
 
-def _too_many_members(kind: str, max_members: int) -> InvalidUpload:
-    return InvalidUpload(
-        f"Invalid {kind}: it has more than {max_members} members (the server's max_archive_members)"
-    )
+def _too_many_members(
+    kind: str, max_members: int, limit_name: str = _MEMBER_LIMIT
+) -> InvalidUpload:
+    return InvalidUpload(f"Invalid {kind}: it has more than {max_members} members ({limit_name})")
 
 
 def _check_zip_envelope(handle: IO[bytes], size: int, kind: str) -> None:
@@ -144,7 +152,9 @@ def _check_zip_envelope(handle: IO[bytes], size: int, kind: str) -> None:
         raise InvalidUpload(f"Invalid {kind}: data after the zip archive (or a zip comment)")
 
 
-def _check_central_directory(handle: IO[bytes], size: int, max_members: int, kind: str) -> None:
+def _check_central_directory(
+    handle: IO[bytes], size: int, max_members: int, kind: str, limit_name: str
+) -> None:
     """Count the members before zipfile builds a ZipInfo for each (400 000 took 221 MiB).
 
     The end record's entry count is the uploader's word and zipfile ignores it: it reads
@@ -153,12 +163,12 @@ def _check_central_directory(handle: IO[bytes], size: int, max_members: int, kin
     """
     start, length, claimed = _central_directory_extent(handle, size, kind)
     if claimed > max_members:
-        raise _too_many_members(kind, max_members)
+        raise _too_many_members(kind, max_members, limit_name)
     budget = max_members * _CENTRAL_BYTES_PER_MEMBER
     if length > budget:
         raise InvalidUpload(
             f"Invalid {kind}: its central directory ({length} bytes) is larger than "
-            f"{max_members} members need ({budget} bytes; the server's max_archive_members)"
+            f"{max_members} members need ({budget} bytes; {limit_name})"
         )
     if start < 0:
         raise InvalidUpload(f"Invalid {kind}: the central directory is larger than the file")
@@ -170,7 +180,7 @@ def _check_central_directory(handle: IO[bytes], size: int, max_members: int, kin
             raise InvalidUpload(f"Invalid {kind}: a central directory entry is damaged")
         members += 1
         if members > max_members:
-            raise _too_many_members(kind, max_members)
+            raise _too_many_members(kind, max_members, limit_name)
         _signature, *lengths = _ZIP_CENTRAL_ENTRY.unpack(entry)
         handle.seek(sum(lengths), os.SEEK_CUR)
         walked += _ZIP_CENTRAL_ENTRY.size + sum(lengths)

@@ -92,6 +92,11 @@ class Settings:
     s3_endpoint_url: str = ""
     s3_region: str = ""
     s3_redirect: bool = False
+    # Where `minirepo advisories update` reads OSV advisories when given no --from: OSV's
+    # PyPI export (a zip URL), or a path for a machine without internet. `serve` never
+    # downloads. Older data than `advisories_max_age` makes /-/health say "degraded".
+    advisories_source: str = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
+    advisories_max_age: int = 14 * 86400
     # Whether admins may read and publish every package without being granted it.
     admin_package_access: bool = True
     # The key that signs sessions, the same on every server sharing one database; "": the
@@ -150,6 +155,7 @@ WHOLE_SECONDS = (
     "stop_timeout",
     "auth_cache_seconds",
     "login_failure_window",
+    "advisories_max_age",
 )
 SECONDS = ("busy_timeout", "page_cache_seconds")
 # Settings that also take "auto": a number the machine decides (`auto_value`).

@@ -188,7 +188,7 @@ def parse_metadata(raw: bytes) -> CoreMetadata:
     from packaging.metadata import InvalidMetadata, Metadata
 
     try:
-        parsed = Metadata.from_email(raw, validate=True)
+        parsed = Metadata.from_email(_without_early_license_files(raw), validate=True)
     except (InvalidMetadata, ValueError) as exc:
         raise InvalidUpload(f"Invalid core metadata: {_metadata_problem(exc)}") from exc
     except Exception as exc:  # packaging raises its own ExceptionGroup on Python 3.10
@@ -205,6 +205,28 @@ def parse_metadata(raw: bytes) -> CoreMetadata:
         requires_python=str(parsed.requires_python or ""),
         fields={key: value for key, value in fields.items() if value not in (None, [], {}, "")},
     )
+
+
+def _without_early_license_files(raw: bytes) -> bytes:
+    """setuptools and hatchling wrote `License-File` before metadata 2.4 defined it, and
+    PyPI took those files: so do we, reading such metadata without that field (it is
+    served as uploaded, `.metadata` included)."""
+    if b"License-File:" not in raw and b"license-file:" not in raw.lower():
+        return raw
+    head, separator, body = raw.partition(b"\n\n")
+    lines = head.split(b"\n")
+    version = next(
+        (
+            line.split(b":", 1)[1].strip()
+            for line in lines
+            if line.lower().startswith(b"metadata-version:")
+        ),
+        b"",
+    )
+    if version not in (b"1.0", b"1.1", b"1.2", b"2.0", b"2.1", b"2.2", b"2.3"):
+        return raw
+    kept = [line for line in lines if not line.lower().startswith(b"license-file:")]
+    return b"\n".join(kept) + separator + body
 
 
 def _jsonable(value: Any) -> Any:

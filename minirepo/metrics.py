@@ -102,6 +102,13 @@ class Metrics:
             registry=registry,
         )
         self._fetches = {event: fetches.labels(event) for event in FETCH_EVENTS}
+        self._advised = Counter(
+            "minirepo_advised_downloads",
+            "Files served although an advisory names them (a warn level, or an exception), "
+            "and blocked files refused, by action and severity",
+            ["action", "severity"],
+            registry=registry,
+        )
         disk_help = "Free bytes on the data folder's disk"
         spool_help = (
             "Bytes of request bodies being received or handled at once (max_spool_bytes caps it)"
@@ -155,6 +162,11 @@ class Metrics:
     def fetched(self, event: str) -> None:
         """A proxy fetch job's event (`Fetches`' `on_event`)."""
         self._fetches[event].inc()
+
+    def advised(self, action: str, severity: str) -> None:
+        """A download of a file an advisory names: served ("warned", "excepted") or
+        refused ("blocked")."""
+        self._advised.labels(action, severity).inc()
 
     def busy(self, seconds: float) -> None:
         """A request gave up waiting for the database lock after `seconds`."""

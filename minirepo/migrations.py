@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 # 5: hosted repositories' retention rules, applied daily by the server.
 # 6: the web UI: rendered READMEs, daily download counts, the search index (SQLite).
 # 7: instance-wide values (the session secret's fingerprint); PostgreSQL's search index.
-LATEST = 7
+# 8: advisories and their exceptions, repositories' block and attestation policies,
+#    files' PEP 740 attestations.
+LATEST = 8
 
 # The key of the PostgreSQL advisory lock migrations hold: "minirepo" as a bigint.
 MIGRATION_LOCK = int.from_bytes(b"minirepo", "big")
@@ -265,6 +267,24 @@ def _to_v7(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
         search_index.create(handle)
 
 
+def _to_v8(handle: peewee.Database, migrator: migrate.SchemaMigrator) -> None:
+    """Advisories (none until `advisories update`) and provenance; every repository keeps
+    its kind's default policy ("") and `auto` attestations."""
+    migrate.migrate(
+        migrator.add_column("repository", "block", peewee.CharField(default="")),
+        migrator.add_column("repository", "attestations", peewee.CharField(default="auto")),
+    )
+    handle.create_tables(
+        [
+            models.FileProvenance,
+            models.AdvisoryImport,
+            models.Advisory,
+            models.AdvisoryPackage,
+            models.AdvisoryException,
+        ]
+    )
+
+
 STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None]], ...] = (
     (2, _to_v2),
     (3, _to_v3),
@@ -272,4 +292,5 @@ STEPS: tuple[tuple[int, Callable[[peewee.Database, migrate.SchemaMigrator], None
     (5, _to_v5),
     (6, _to_v6),
     (7, _to_v7),
+    (8, _to_v8),
 )

@@ -44,6 +44,10 @@ class Repository(BaseModel):
     # none, and when the server last applied it (it does so daily).
     retention = peewee.TextField(default="")
     retention_applied_at = peewee.DateTimeField(null=True)
+    # What known-vulnerable files it refuses (`services.policy`): "" is its kind's default.
+    block = peewee.CharField(default="")
+    # What it does with PEP 740 attestations uploaded with a file (`services.provenance`).
+    attestations = peewee.CharField(default="auto")
 
 
 class GroupMember(BaseModel):
@@ -320,6 +324,78 @@ class Event(BaseModel):
     detail = peewee.TextField(default="")
 
 
+class FileProvenance(BaseModel):
+    """A file's PEP 740 attestations: for a hosted file the ones uploaded with it, checked
+    (`status` verified or unverified, and why), with the publisher they name."""
+
+    file = peewee.ForeignKeyField(File, unique=True, on_delete="CASCADE")
+    status = peewee.CharField()
+    reason = peewee.TextField(default="")
+    publisher = peewee.TextField(default="")  # JSON, "" when not known
+    attestations = peewee.TextField()  # the JSON array as uploaded
+
+
+class AdvisoryImport(BaseModel):
+    """One `advisories update`. The advisories in force are those of the newest finished
+    import's `generation`: rows are staged under a new generation in small transactions
+    and setting `finished` is the one short write that switches them in."""
+
+    generation = peewee.IntegerField(unique=True)
+    source = peewee.TextField(default="")
+    started = peewee.DateTimeField(default=utcnow)
+    finished = peewee.DateTimeField(null=True)
+    checked = peewee.DateTimeField(null=True)  # the last update that found nothing new
+    records = peewee.IntegerField(default=0)
+    added = peewee.IntegerField(default=0)
+    changed = peewee.IntegerField(default=0)
+    removed = peewee.IntegerField(default=0)
+    bad = peewee.IntegerField(default=0)
+    dropped_ranges = peewee.IntegerField(default=0)
+
+
+class Advisory(BaseModel):
+    """One OSV record of one import generation, as `osv.to_dict` (what matching needs)."""
+
+    generation = peewee.IntegerField()
+    osv_id = peewee.CharField()
+    modified = peewee.DateTimeField()
+    severity = peewee.CharField()
+    record = peewee.TextField()
+
+    class Meta:
+        indexes = ((("generation", "osv_id"), True),)
+
+
+class AdvisoryPackage(BaseModel):
+    """A normalized PyPI name an advisory of that generation is about: the lookup a page
+    makes, one query per project rendered."""
+
+    generation = peewee.IntegerField()
+    normalized = peewee.CharField()
+    osv_id = peewee.CharField()
+
+    class Meta:
+        indexes = ((("generation", "normalized", "osv_id"), True),)
+
+
+class AdvisoryException(BaseModel):
+    """`minirepo advisories allow`: a finding (an id, or every one: "*") that stops
+    blocking a project's versions (`versions`, a PEP 440 specifier; "" all) in one
+    repository until `expires` (None: never)."""
+
+    repository = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    normalized = peewee.CharField()
+    advisory = peewee.CharField()
+    versions = peewee.CharField(default="")
+    reason = peewee.TextField()
+    expires = peewee.DateTimeField(null=True)
+    actor = peewee.CharField(default="")
+    created = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("repository", "normalized", "advisory"), True),)
+
+
 class Counter(BaseModel):
     """Named change counters that other processes poll cheaply, e.g. `auth`."""
 
@@ -342,6 +418,8 @@ class SchemaVersion(BaseModel):
 
 
 AUTH_COUNTER = "auth"
+# Bumped when the advisories in force or an exception change: part of every page's ETag.
+ADVISORY_COUNTER = "advisories"
 # The HMAC of a fixed label under the secret that signs sessions, never the secret: boxes
 # sharing a database must share that secret (`services.datafolder`).
 SECRET_FINGERPRINT = "secret_fingerprint"  # noqa: S105 - a row name
@@ -369,6 +447,11 @@ MODELS = (
     TokenRepository,
     TokenProject,
     Event,
+    FileProvenance,
+    AdvisoryImport,
+    Advisory,
+    AdvisoryPackage,
+    AdvisoryException,
     Counter,
     Instance,
     SchemaVersion,

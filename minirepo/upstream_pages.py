@@ -43,6 +43,7 @@ class UpstreamFile:
     metadata_sha256: str | None  # PEP 658/714; None unless advertised with a sha256
     size: int | None
     upload_time: str | None  # as sent (PEP 700)
+    provenance: str | None = None  # PEP 740: the provenance object's absolute URL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +118,18 @@ def _json_entry(item: Any, base_url: str) -> UpstreamFile:
         metadata_sha256=_json_metadata(item),
         size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
         upload_time=upload_time if isinstance(upload_time, str) else None,
+        provenance=_provenance(item.get("provenance"), base_url, filename),
     )
+
+
+def _provenance(url: Any, base_url: str, filename: str) -> str | None:
+    """A provenance URL we would fetch: http(s) only, as files; anything else: none."""
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        return _absolute(url, base_url, filename)
+    except _Skip:
+        return None
 
 
 def _json_yanked(value: Any) -> tuple[bool, str]:
@@ -216,6 +228,7 @@ def _html_entry(attributes: dict[str, str | None], text: str, base_url: str) -> 
         metadata_sha256=_html_metadata(metadata),
         size=None,
         upload_time=None,
+        provenance=_provenance(attributes.get("data-provenance"), base_url, filename),
     )
 
 

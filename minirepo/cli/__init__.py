@@ -1,6 +1,8 @@
 """The `minirepo` command: each group lives in its own module and registers on `main`."""
 
 from minirepo.cli import (
+    advisories,
+    attestations,
     backup,
     cache,
     config_cmd,
@@ -16,6 +18,8 @@ from minirepo.cli import (
 from minirepo.cli.base import main
 
 __all__ = [
+    "advisories",
+    "attestations",
     "backup",
     "cache",
     "config_cmd",

@@ -10,7 +10,7 @@ import click
 from minirepo import models, units
 from minirepo.cli.base import confirm, main, parse_days, pass_folder
 from minirepo.errors import UserError
-from minirepo.services import projects, repos, retention
+from minirepo.services import policy, projects, repos, retention
 from minirepo.services.datafolder import DataFolder
 from minirepo.services.proxy_options import ProxyOptions
 from minirepo.services.retention_rule import Rule
@@ -230,6 +230,20 @@ def repo_create(
 @_repo_options
 @_proxy_options
 @_retention_options
+@click.option(
+    "--block",
+    type=click.Choice([*policy.LEVELS, "default"]),
+    help="Which files advisories name it refuses: none, warn (count downloads only), "
+    "malicious, critical, high, medium (and worse), all; default: hosted warn, proxy "
+    "and group malicious. A group blocks the stricter of its own and the member's.",
+)
+@click.option(
+    "--attestations",
+    type=click.Choice(repos.ATTESTATION_MODES),
+    help="PEP 740 attestations uploaded with a file: off (dropped), store, verify, "
+    "require (refuse an upload without a verified one); auto: verify when the "
+    "attestations extra is installed, else store.",
+)
 @pass_folder
 def repo_set(
     folder: DataFolder,
@@ -245,6 +259,8 @@ def repo_set(
     older_than: str | None,
     dev_only: bool | None,
     no_retention: bool,
+    block: str | None,
+    attestations: str | None,
     **proxy: Any,
 ) -> None:
     """Change a repository's settings; those not given stay as they are.
@@ -257,6 +273,7 @@ def repo_set(
                minirepo repo set all --members main,team --upload-to ''
                minirepo repo set pypi-proxy --offline
                minirepo repo set ci --keep 10 --older-than 30d --dev-only
+               minirepo repo set main --block critical
     """
     changes = _retention_changes(keep, older_than, dev_only)
     if no_retention and any(value is not None for value in changes.values()):
@@ -273,6 +290,8 @@ def repo_set(
         options=_parsed_proxy_options(proxy),
         retention=changes,
         no_retention=no_retention,
+        block=block,
+        attestations=attestations,
     )
     models.wait_counter_in_force()
     click.echo(f"Updated repository {name}.")
@@ -290,6 +309,7 @@ def repo_list(folder: DataFolder) -> None:
     """
     click.echo(
         "name\tkind\tread\toverwrite\tdefault-role\tprojects\tfiles\tbytes\tmembers\tretention"
+        "\tblock"
     )
     for item in repos.summaries():
         info = item.info
@@ -301,7 +321,7 @@ def repo_list(folder: DataFolder) -> None:
         click.echo(
             f"{info.name}\t{info.kind}\t{info.read}\t{info.overwrite}\t{info.default_role}\t"
             f"{item.projects}\t{item.files}\t{item.bytes}\t{members or '-'}\t"
-            f"{item.retention.describe() if item.retention.is_set else '-'}"
+            f"{item.retention.describe() if item.retention.is_set else '-'}\t{info.level}"
         )
 
 

@@ -4,8 +4,9 @@ It *works* while the database answers, the data folder takes new files (its `tmp
 where every upload and fetch starts, is writable) and the blob store answers (`files/`
 writable, or a HEAD of the S3 bucket at most once a second); the probe's status code says
 only that.
-It is *degraded* while it works but an upstream fails (local packages still install) or
-the disk runs low: below `DISK_FLOOR`, or below the smallest `min_free_disk` of the
+It is *degraded* while it works but an upstream fails (local packages still install), the
+advisories are older than `advisories_max_age` (blocking goes on with old data), or the
+disk runs low: below `DISK_FLOOR`, or below the smallest `min_free_disk` of the
 proxies, where none of them keeps what it fetches any more and every install goes upstream
 again. A proxy with a larger floor chose to stop caching early: that is its cap, no alarm.
 A share of the disk would alarm at 100 GB free on a large disk and never on an SD card.
@@ -16,6 +17,7 @@ Probes poll this every 100 ms (the benchmarks do): one query, two system calls, 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import os
 import shutil
@@ -56,6 +58,10 @@ class Health:
     upstreams: dict[str, dict[str, object]]
     store: bool = True  # the blob store answers
     storage: str = "local"  # its kind: "local" or "s3"
+    # When the advisories in force were last known current (None: never imported), and
+    # the age past which that is a problem.
+    advisories: datetime.datetime | None = None
+    advisories_max_age: float = float("inf")
 
     @property
     def works(self) -> bool:
@@ -72,6 +78,13 @@ class Health:
         if self.disk_free is not None and self.disk_free < self.disk_floor:
             free, floor = format_size(self.disk_free), format_size(self.disk_floor)
             found.append(f"disk free {free} is below the floor of {floor}")
+        if self.advisories is not None:
+            age = (models.utcnow() - self.advisories).total_seconds()
+            if age > self.advisories_max_age:
+                found.append(
+                    f"the advisories are {age / 86400:.0f} days old (advisories_max_age): "
+                    "run minirepo advisories update"
+                )
         found += [
             f"upstream of {name} is failing"
             for name, report in self.upstreams.items()
@@ -93,10 +106,20 @@ class Health:
             "spool_in_use": self.spool_in_use,
             "spool_limit": self.spool_limit,
             "upstreams": self.upstreams,
+            "advisories_checked": (
+                self.advisories.strftime("%Y-%m-%dT%H:%M:%SZ") if self.advisories else None
+            ),
         }
 
 
-def check(data: Path, upstreams: UpstreamBook, spool: Spool, store: BlobStore) -> Health:
+def check(
+    data: Path,
+    upstreams: UpstreamBook,
+    spool: Spool,
+    store: BlobStore,
+    advisories: tuple[datetime.datetime | None, float] = (None, float("inf")),
+) -> Health:
+    """`advisories`: when they were last known current, and their allowed age."""
     database, floors, reports = _proxies(upstreams)
     disk_free = free_bytes(data)
     writable = os.access(data / "tmp", os.W_OK | os.X_OK)  # EROFS on a read-only mount too
@@ -110,6 +133,8 @@ def check(data: Path, upstreams: UpstreamBook, spool: Spool, store: BlobStore) -
         spool_in_use=spool.in_use,
         spool_limit=spool.limit,
         upstreams=reports,
+        advisories=advisories[0],
+        advisories_max_age=advisories[1],
     )
 
 

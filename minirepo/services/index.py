@@ -27,10 +27,11 @@ from minirepo.errors import (
     NotFound,
     RepositoryNotFound,
 )
-from minirepo.services import groups, pages, repair
+from minirepo.services import groups, pages, provenance, repair
 from minirepo.services.pages import HTML, HTML_V1, JSON_V1, Page, make_page
+from minirepo.services.policy import Stamp
 from minirepo.services.proxies import Proxies, proxy_rows
-from minirepo.services.repos import RepoInfo, info_of
+from minirepo.services.repos import RepoInfo, info_of, served_through
 from minirepo.storage import BlobStore
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,10 @@ class Index:
         self.settings = settings
         self.store = store
         self.proxies = proxies
+        self.verdicts = proxies.verdicts
         self._repos: dict[str, tuple[float, RepoInfo]] = {}
-        self._pages: dict[tuple[int, str, str, frozenset[str]], tuple[int, Page]] = {}
+        # (repository, project, kind, scope, block level) -> (generation, verdicts, page)
+        self._pages: dict[tuple[int, str, str, frozenset[str], str], tuple[int, Stamp, Page]] = {}
         # (group id, its generation, name) -> the member that answers: a recorded origin
         # only changes with the group's generation (`origin set`, new members).
         self._winners: dict[tuple[int, int, str], str] = {}
@@ -133,7 +136,7 @@ class Index:
         return known
 
     def tracked_page(
-        self, members: list[RepoInfo], normalized: str, kind: str
+        self, group: RepoInfo, members: list[RepoInfo], normalized: str, kind: str
     ) -> tuple[Page, list[RepoInfo]]:
         """A tracked name's page: the files of every member that has it, the first
         member's on a duplicate filename, with PEP 708 `tracks` naming each upstream
@@ -142,6 +145,7 @@ class Index:
         tracks: list[str] = []
         contributed: list[RepoInfo] = []
         name = normalized
+        stamp = self.verdicts.stamp()
         for member in members:
             if member.is_proxy:
                 try:
@@ -165,7 +169,11 @@ class Index:
                 rows_of_member = self._file_rows(project.id)
                 name = project.name
             contributed.append(member)
-            for row in rows_of_member:
+            # Each member's files under the stricter of its own and the group's level.
+            judged, stamp = self.verdicts.judge(
+                member.id, served_through(group, member).level, normalized, rows_of_member
+            )
+            for row in judged:
                 merged.setdefault(row.filename, row)
         if not contributed:
             raise NotFound(f"No project named {normalized!r}")
@@ -174,7 +182,7 @@ class Index:
             body = pages.project_json(name, normalized, files, tracks=tuple(tracks))
         else:
             body = pages.project_html(name, normalized, files, tracks=tuple(tracks))
-        return make_page(body), contributed
+        return make_page(body, stamp.etag_part), contributed
 
     def cached_member(self, group: RepoInfo, normalized: str) -> RepoInfo | None:
         """The member already known to answer `normalized`, without a query (fast path)."""
@@ -201,7 +209,7 @@ class Index:
         request: it changes with every member, and no installer asks for it."""
         projects = groups.project_names(members, only)
         body = pages.root_json(projects) if kind == JSON_V1 else pages.root_html(projects)
-        return make_page(body)
+        return make_page(body, self.verdicts.stamp().etag_part)
 
     def cached_page(
         self, repo: RepoInfo, project: str, kind: str, only: frozenset[str] = frozenset()
@@ -213,9 +221,9 @@ class Index:
         """
         if repo.is_proxy and project:
             return self.proxies.fresh_page(repo, project, kind)
-        entry = self._pages.get((repo.id, project, kind, only))
-        if entry is not None and entry[0] == repo.generation:
-            return entry[1]
+        entry = self._pages.get((repo.id, project, kind, only, repo.level))
+        if entry is not None and entry[0] == repo.generation and self.verdicts.is_current(entry[1]):
+            return entry[2]
         return None
 
     def _store(
@@ -223,13 +231,19 @@ class Index:
         repo: RepoInfo,
         project: str,
         kind: str,
-        page: Page,
+        stamp: Stamp,
+        body: bytes,
         only: frozenset[str] = frozenset(),
     ) -> Page:
+        page = make_page(body, stamp.etag_part)
         with self._lock:
             if len(self._pages) > 50_000:
                 self._pages.clear()
-            self._pages[(repo.id, project, kind, only)] = (repo.generation, page)
+            self._pages[(repo.id, project, kind, only, repo.level)] = (
+                repo.generation,
+                stamp,
+                page,
+            )
         return page
 
     def root_page(self, repo: RepoInfo, kind: str, only: frozenset[str] = frozenset()) -> Page:
@@ -237,11 +251,13 @@ class Index:
         page = self.cached_page(repo, "", kind, only)
         if page is not None:
             return page
+        stamp = self.verdicts.stamp()
         projects = groups.project_names(frozenset([repo.id]), only)
         body = pages.root_json(projects) if kind == JSON_V1 else pages.root_html(projects)
         if repo.is_proxy:
-            return make_page(body)  # its names change with fetches, not its generation
-        return self._store(repo, "", kind, make_page(body), only)
+            # its names change with fetches, not its generation
+            return make_page(body, stamp.etag_part)
+        return self._store(repo, "", kind, stamp, body, only)
 
     def project_page(self, repo: RepoInfo, normalized: str, kind: str) -> Page | None:
         """None when the project does not exist in this repository (a proxy's pages:
@@ -258,12 +274,14 @@ class Index:
         )
         if project is None:
             return None
-        files = self._file_rows(project.id)
+        files, stamp = self.verdicts.judge(
+            repo.id, repo.level, normalized, self._file_rows(project.id)
+        )
         if kind == JSON_V1:
             body = pages.project_json(project.name, normalized, files)
         else:
             body = pages.project_html(project.name, normalized, files)
-        return self._store(repo, normalized, kind, make_page(body))
+        return self._store(repo, normalized, kind, stamp, body)
 
     def _file_rows(self, project_id: int) -> list[pages.FileRow]:
         """The files to list: those whose blob is in place (`repair`: a damaged or missing
@@ -271,6 +289,7 @@ class Index:
         a local disk); pages are rendered once per generation."""
         query = (
             models.File.select(
+                models.File.id,
                 models.File.storage_key,
                 models.File.filename,
                 models.Release.version,
@@ -287,11 +306,12 @@ class Index:
             .tuples()
         )
         listed = rows(query)
-        gone = self.store.missing(row[0] for row in listed)
-        found = [row for row in listed if row[0] not in gone]
+        gone = self.store.missing(row[1] for row in listed)
+        found = [row for row in listed if row[1] not in gone]
+        attested = provenance.verified_files([row[0] for row in found])
         return pages.sorted_rows(
             pages.FileRow(
-                name,
+                filename,
                 version,
                 sha256,
                 size,
@@ -300,8 +320,21 @@ class Index:
                 yanked,
                 why,
                 pages.upload_time_text(uploaded),
+                file_id in attested,
             )
-            for _, name, version, sha256, size, requires, metadata, yanked, why, uploaded in found
+            for (
+                file_id,
+                _,
+                filename,
+                version,
+                sha256,
+                size,
+                requires,
+                metadata,
+                yanked,
+                why,
+                uploaded,
+            ) in found
         )
 
     def holds(self, repo: RepoInfo, normalized: str, filename: str) -> bool:

@@ -20,7 +20,7 @@ from packaging.version import InvalidVersion, Version
 HTML = "text/html"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
-API_VERSION = "1.1"
+API_VERSION = "1.3"  # 1.3: PEP 740 `provenance`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +41,13 @@ class FileRow:
     yanked: bool
     yanked_reason: str
     upload_time: str | None  # PEP 700 text; None: not known
+    provenance: bool = False  # a PEP 740 provenance object is served at <url>.provenance
 
 
-def make_page(body: bytes) -> Page:
-    return Page(body, gzip.compress(body, compresslevel=6, mtime=0), _etag(body))
+def make_page(body: bytes, stamp: str = "") -> Page:
+    """`stamp`: what else the page was made under (the advisories in force), so its ETag
+    changes with it even where the bytes do not."""
+    return Page(body, gzip.compress(body, compresslevel=6, mtime=0), _etag(body) + stamp)
 
 
 def _etag(body: bytes) -> str:
@@ -117,6 +120,9 @@ def project_html(
             attributes.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
         if row.yanked:
             attributes.append(f'data-yanked="{html.escape(row.yanked_reason)}"')
+        if row.provenance:
+            url = _file_url(normalized, row.filename) + ".provenance"
+            attributes.append(f'data-provenance="{url}"')
         lines.append(f"<a {' '.join(attributes)}>{html.escape(row.filename)}</a><br>\n")
     lines.append("</body>\n</html>\n")
     return "".join(lines).encode()
@@ -142,6 +148,8 @@ def project_json(
             entry["size"] = row.size
         if row.upload_time is not None:
             entry["upload-time"] = row.upload_time
+        if row.provenance:
+            entry["provenance"] = _file_url(normalized, row.filename) + ".provenance"
         entries.append(entry)
     versions = sorted({row.version for row in files}, key=version_key)
     meta: dict[str, object] = {"api-version": API_VERSION}

@@ -34,6 +34,7 @@ from minirepo.errors import BadGateway, GatewayTimeout, InvalidUpload, NotFound
 from minirepo.services import cache, pages
 from minirepo.services.cache import LastUse
 from minirepo.services.pages import JSON_V1, Page
+from minirepo.services.policy import Stamp, Verdicts
 from minirepo.services.proxy_options import ProxyOptions, options_of
 from minirepo.services.repos import RepoInfo
 from minirepo.services.upstream_health import DOWN_SECONDS, UpstreamBook
@@ -81,7 +82,8 @@ class ProxyPage:
 class _Fresh:
     checked: float  # monotonic time of the last upstream confirmation
     page: ProxyPage
-    rendered: dict[str, Page] = dataclasses.field(default_factory=dict)
+    # (kind, block level) -> the page and the verdicts' stamp it was rendered under
+    rendered: dict[tuple[str, str], tuple[Stamp, Page]] = dataclasses.field(default_factory=dict)
 
 
 def _age(value: datetime.datetime | None) -> float:
@@ -96,6 +98,8 @@ class Proxies:
     def __init__(self, settings: Settings, store: BlobStore) -> None:
         self.settings = settings
         self.store = store
+        # The app's one verdict cache: the index shares it (`Index.verdicts`).
+        self.verdicts = Verdicts()
         self._lock = threading.Lock()
         self._clients: dict[int, tuple[tuple[str, str, str], Upstream]] = {}
         self._fresh: dict[tuple[int, str], _Fresh] = {}
@@ -156,7 +160,7 @@ class Proxies:
             return None  # offline pages list only what is cached: rendered per request
         if time.monotonic() - entry.checked >= options.page_ttl:
             return None
-        return entry.rendered.get(kind) or self._rendered(entry, normalized, kind)
+        return self._rendered(repo, entry, normalized, kind)
 
     def rendered_page(
         self, repo: RepoInfo, normalized: str, kind: str
@@ -164,11 +168,11 @@ class Proxies:
         """The page as a client gets it, with the reason when it is stale."""
         page = self.listed(repo, normalized)
         if self.is_offline(repo):
-            return _render(page, normalized, kind), page.stale
+            return self._render(repo, page, normalized, kind)[1], page.stale
         entry = self._fresh.get((repo.id, normalized))
         if entry is not None and entry.page is page:
-            return self._rendered(entry, normalized, kind), None
-        return _render(page, normalized, kind), page.stale
+            return self._rendered(repo, entry, normalized, kind), None
+        return self._render(repo, page, normalized, kind)[1], page.stale
 
     def listed(self, repo: RepoInfo, normalized: str) -> ProxyPage:
         """`page` as it is listed: offline, only the files the proxy holds."""
@@ -178,11 +182,26 @@ class Proxies:
         cached = self._cached_filenames(repo, normalized)
         return dataclasses.replace(page, files=tuple(f for f in page.files if f.filename in cached))
 
-    def _rendered(self, entry: _Fresh, normalized: str, kind: str) -> Page:
-        page = entry.rendered.get(kind)
-        if page is None:
-            page = entry.rendered[kind] = _render(entry.page, normalized, kind)
-        return page
+    def _rendered(self, repo: RepoInfo, entry: _Fresh, normalized: str, kind: str) -> Page:
+        key = (kind, repo.level)
+        made = entry.rendered.get(key)
+        if made is None or not self.verdicts.is_current(made[0]):
+            made = entry.rendered[key] = self._render(repo, entry.page, normalized, kind)
+        return made[1]
+
+    def _render(
+        self, repo: RepoInfo, page: ProxyPage, normalized: str, kind: str
+    ) -> tuple[Stamp, Page]:
+        """The page with the repository's verdicts: a blocked file listed as yanked."""
+        files, stamp = self.verdicts.judge(repo.id, repo.level, normalized, proxy_rows(page.files))
+        if kind == JSON_V1:
+            body = pages.project_json(page.name, normalized, files, tracks=page.tracks)
+        else:
+            banner = page.stale.banner() if page.stale is not None else ""
+            body = pages.project_html(
+                page.name, normalized, files, banner=banner, tracks=page.tracks
+            )
+        return stamp, pages.make_page(body, stamp.etag_part)
 
     def has(self, repo: RepoInfo, normalized: str) -> bool:
         """Whether the upstream (or, offline, the cache) has the project; raises
@@ -357,17 +376,9 @@ class Proxies:
         """A proxied file's PEP 658 metadata: fetched once, checked against the sha256 its
         page gives, kept with the project. Resolvers (uv, pip) read this instead of the
         file, so a lock or a compile through a proxy downloads no wheel."""
-        row = (
-            models.CachedMetadata.select(models.CachedMetadata.content)
-            .where(
-                (models.CachedMetadata.repository == repo.id)
-                & (models.CachedMetadata.filename == filename)
-            )
-            .tuples()
-            .first()
-        )
-        if row is not None:
-            return bytes(row[0])
+        kept = _kept_small(repo.id, filename)
+        if kept is not None:
+            return kept
         entry = self.file_entry(repo, normalized, filename)
         if not entry.metadata_sha256:
             raise NotFound(f"No core metadata for {filename!r}")
@@ -378,13 +389,24 @@ class Proxies:
             raise BadGateway(
                 f"{repo.name}: the upstream's metadata of {filename} does not match its page"
             )
-        try:
-            with write_transaction():
-                models.CachedMetadata.insert(
-                    repository=repo.id, normalized=normalized, filename=filename, content=content
-                ).on_conflict_ignore().execute()
-        except peewee.IntegrityError:
-            log.debug("the proxy's repository went away while metadata was fetched")
+        _keep_small(repo.id, normalized, filename, content)
+        return content
+
+    def provenance(self, repo: RepoInfo, normalized: str, filename: str) -> bytes:
+        """A proxied file's PEP 740 provenance, as its upstream serves it: fetched once and
+        kept verbatim beside its metadata (under `<filename>.provenance`). The client
+        verifies it against the file's hash, which the page already gives."""
+        name = filename + ".provenance"
+        kept = _kept_small(repo.id, name)
+        if kept is not None:
+            return kept
+        entry = self.file_entry(repo, normalized, filename)
+        if entry.provenance is None:
+            raise NotFound(f"No provenance for {filename!r}")
+        if self.is_offline(repo):
+            raise NotFound(f"offline: the provenance of {filename} is not cached in {repo.name}")
+        content = self._fetch_small(repo, entry.provenance)
+        _keep_small(repo.id, normalized, name, content)
         return content
 
     def _fetch_small(self, repo: RepoInfo, url: str) -> bytes:
@@ -452,6 +474,28 @@ def _save(repo_id: int, normalized: str, **fields: object) -> None:
         log.debug("the proxy's repository went away while its page was fetched")
 
 
+def _kept_small(repo_id: int, name: str) -> bytes | None:
+    row = (
+        models.CachedMetadata.select(models.CachedMetadata.content)
+        .where(
+            (models.CachedMetadata.repository == repo_id) & (models.CachedMetadata.filename == name)
+        )
+        .tuples()
+        .first()
+    )
+    return bytes(row[0]) if row is not None else None
+
+
+def _keep_small(repo_id: int, normalized: str, name: str, content: bytes) -> None:
+    try:
+        with write_transaction():
+            models.CachedMetadata.insert(
+                repository=repo_id, normalized=normalized, filename=name, content=content
+            ).on_conflict_ignore().execute()
+    except peewee.IntegrityError:
+        log.debug("the proxy's repository went away while %s was fetched", name)
+
+
 def _page_of(row: models.CachedPage) -> ProxyPage:
     parsed = from_json(row.page_json)
     return ProxyPage(parsed.name, parsed.files, parsed.tracks)
@@ -459,15 +503,6 @@ def _page_of(row: models.CachedPage) -> ProxyPage:
 
 def proxy_rows(files: tuple[UpstreamFile, ...]) -> list[pages.FileRow]:
     return pages.sorted_rows(_row_of(entry) for entry in files)
-
-
-def _render(page: ProxyPage, normalized: str, kind: str) -> Page:
-    files = proxy_rows(page.files)
-    if kind == JSON_V1:
-        return pages.make_page(pages.project_json(page.name, normalized, files, tracks=page.tracks))
-    banner = page.stale.banner() if page.stale is not None else ""
-    body = pages.project_html(page.name, normalized, files, banner=banner, tracks=page.tracks)
-    return pages.make_page(body)
 
 
 def _row_of(entry: UpstreamFile) -> pages.FileRow:
@@ -485,4 +520,5 @@ def _row_of(entry: UpstreamFile) -> pages.FileRow:
         entry.yanked,
         entry.yanked_reason,
         entry.upload_time,
+        provenance=entry.provenance is not None,
     )

@@ -19,9 +19,9 @@ from urllib.parse import quote
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-from minirepo import dists, models
+from minirepo import dists, models, osv
 from minirepo.db import rows
-from minirepo.services import readme
+from minirepo.services import policy, readme
 from minirepo.services.pages import upload_time_text, version_key
 from minirepo.services.repos import RepoInfo
 
@@ -53,10 +53,15 @@ class _Release:
 
 
 def document(
-    repo: RepoInfo, normalized: str, version: str | None, links: Links
+    repo: RepoInfo,
+    normalized: str,
+    version: str | None,
+    links: Links,
+    verdicts: policy.ProjectVerdicts | None = None,
 ) -> dict[str, Any] | None:
     """The project's document (`version` None) or one release's; None when the project,
-    or that version of it, is not in `repo`."""
+    or that version of it, is not in `repo`. `verdicts`: the repository's, whose findings
+    on the release fill `vulnerabilities` as PyPI's do."""
     project = (
         models.Project.select(models.Project.id, models.Project.name)
         .where((models.Project.repository == repo.id) & (models.Project.normalized == normalized))
@@ -79,8 +84,22 @@ def document(
     if version is None:
         answer["releases"] = {release.version: release.files for release in releases}
     answer["urls"] = chosen.files
-    answer["vulnerabilities"] = []
+    decisions = verdicts.of(chosen.version).decisions if verdicts is not None else ()
+    answer["vulnerabilities"] = [_vulnerability(decision.finding) for decision in decisions]
     return answer
+
+
+def _vulnerability(finding: osv.Finding) -> dict[str, Any]:
+    return {
+        "id": finding.id,
+        "aliases": [each for each in finding.ids if each != finding.id],
+        "summary": finding.summary,
+        "details": finding.summary,
+        "fixed_in": list(finding.fixed),
+        "link": f"https://osv.dev/vulnerability/{finding.id}",
+        "source": "osv",
+        "withdrawn": None,
+    }
 
 
 def latest(releases: list[_Release]) -> _Release:

@@ -18,7 +18,7 @@ from minirepo import models, names
 from minirepo.db import rows, write_transaction
 from minirepo.errors import UserError
 from minirepo.permissions import ROLES
-from minirepo.services import audit, groups
+from minirepo.services import audit, groups, policy
 from minirepo.services.proxy_options import ProxyOptions, check_url, options_of
 from minirepo.services.retention_rule import Rule
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 READ_MODES = ("anonymous", "authenticated")
 OVERWRITE_MODES = ("never", "allow")
 DEFAULT_ROLES = ("none", "reader", "uploader")
+# What a hosted repository does with the PEP 740 attestations of an upload
+# (`services.provenance`); `auto`: verify when the `attestations` extra is there.
+ATTESTATION_MODES = ("auto", "off", "store", "verify", "require")
 # hosted: stores uploads; proxy: caches an upstream index; group: serves its members'
 # projects under one URL.
 KINDS = ("hosted", "proxy", "group")
@@ -48,6 +51,13 @@ class RepoInfo:
     upload_to: str | None = None  # a group's repository for uploads
     upstream: str = ""  # a proxy's upstream simple index
     proxy_options: str = "{}"  # a proxy's `ProxyOptions`, as stored (JSON)
+    block: str = ""  # its `policy` level as stored: "" is its kind's default
+    attestations: str = "auto"  # what it does with uploaded PEP 740 attestations
+
+    @property
+    def level(self) -> str:
+        """What known-vulnerable files it refuses (`services.policy`)."""
+        return policy.effective(self.kind, self.block)
 
     @property
     def is_group(self) -> bool:
@@ -68,8 +78,13 @@ class RepoInfo:
 
 def served_through(group: RepoInfo, member: RepoInfo) -> RepoInfo:
     """The member as it answers at the group's URL: as private as the group or the
-    member, whichever is more (the caching headers say so)."""
-    return member if group.is_public else dataclasses.replace(member, read=group.read)
+    member, whichever is more (the caching headers say so), and blocking what the
+    stricter of the two blocks."""
+    level = policy.stricter(group.level, member.level)
+    read = member.read if group.is_public else group.read
+    if level == member.level and read == member.read:
+        return member
+    return dataclasses.replace(member, read=read, block=level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +117,8 @@ def info_of(row: models.Repository) -> RepoInfo:
         target,
         row.upstream,
         row.proxy_options,
+        row.block,
+        row.attestations,
     )
 
 
@@ -185,6 +202,7 @@ def _describe(row: models.Repository) -> str:
         text += f" upstream={row.upstream} options={row.proxy_options}"
     if row.retention:
         text += f" retention={Rule.from_json(row.retention).describe()}"
+    text += f" block={policy.effective(row.kind, row.block)} attestations={row.attestations}"
     return text
 
 
@@ -201,13 +219,18 @@ def update(
     options: dict[str, Any] | None = None,
     retention: dict[str, Any] | None = None,
     no_retention: bool = False,
+    block: str | None = None,
+    attestations: str | None = None,
     actor: str = "cli",
 ) -> models.Repository:
     """Change what is given; the pages of the repository change at once (generation).
     `upload_to` "" clears a group's upload target; `options` holds the proxy options
     and `retention` the retention rule's fields to change (None values are left alone);
-    `no_retention` removes the rule."""
+    `no_retention` removes the rule; `block` "default" goes back to the kind's level."""
     _check_settings(read, overwrite, default_role)
+    if block is not None and block != "default":
+        policy.check_level(block)
+    _check_choice("attestations", attestations, ATTESTATION_MODES)
     with write_transaction():
         row = get(name)
         before = _describe(row)
@@ -236,6 +259,8 @@ def update(
             ("read", read),
             ("overwrite", overwrite),
             ("default_role", default_role),
+            ("block", "" if block == "default" else block),
+            ("attestations", attestations),
         ):
             if value is not None:
                 setattr(row, field, value)

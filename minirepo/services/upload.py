@@ -26,7 +26,7 @@ from minirepo.config import Settings
 from minirepo.db import write_transaction
 from minirepo.errors import FileExists, FilenameBurned, Gone, InvalidUpload, TooLarge
 from minirepo.permissions import ProjectInfo
-from minirepo.services import audit, projects, repair
+from minirepo.services import audit, projects, provenance, repair
 from minirepo.services.repos import RepoInfo
 from minirepo.storage import BlobStore, blob_key, storage_error
 
@@ -124,6 +124,8 @@ class UploadForm:
     digests: dict[str, str]
     filename: str
     content: SpoolFile | None
+    attestations: str = ""  # PEP 740: a JSON array, as sent
+    gpg_signature: int | None = None  # the size of a `gpg_signature` part, if one came
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +133,13 @@ class Checked:
     dist: dists.DistFilename
     metadata: dists.CoreMetadata
     content: SpoolFile
+    attestations: str = ""
+    gpg_signature: bool = False  # one came, and is dropped (audited)
+
+
+# No index knows which key should sign and no installer checks: a GPG signature is
+# accepted (old twine sends one with --sign), never kept, never served.
+GPG_SIGNATURE_CAP = 64 * 1024
 
 
 def check_form(form: UploadForm, settings: Settings) -> Checked:
@@ -166,7 +175,17 @@ def check_form(form: UploadForm, settings: Settings) -> Checked:
         expected = content.digest(field).encode()
         if sent and not hmac.compare_digest(sent.strip().lower().encode(), expected):
             raise InvalidUpload(f"The {field} supplied does not match the uploaded file")
-    return check_file(dist, content, settings)
+    if form.gpg_signature is not None and form.gpg_signature > GPG_SIGNATURE_CAP:
+        raise InvalidUpload(
+            "The gpg_signature part is larger than 64 KiB; GPG signatures are not kept "
+            "here: upload without --sign"
+        )
+    checked = check_file(dist, content, settings)
+    return dataclasses.replace(
+        checked,
+        attestations=form.attestations,
+        gpg_signature=form.gpg_signature is not None,
+    )
 
 
 def check_browser_file(filename: str, content: SpoolFile | None, settings: Settings) -> Checked:
@@ -225,6 +244,15 @@ class UploadService:
         The blob is linked into place before the transaction (no disk work under the
         database lock); a failed transaction removes it again unless a row names it.
         """
+        kept = None
+        if action == "upload" and not repo.is_proxy:
+            # Before the blob is placed: what must not be published never is.
+            kept = provenance.prepare(
+                repo.attestations,
+                checked.attestations,
+                checked.dist.filename,
+                checked.content.digest("sha256_digest"),
+            )
         checked.content.sync()
         key = blob_key(checked.content.digest("sha256_digest"), checked.dist.filename)
         created_blob = self._place_blob(checked, key)
@@ -242,7 +270,7 @@ class UploadService:
                 if isinstance(replaced, models.File):
                     _tombstone(repo, replaced, uploader.name, "replaced")
                 self._insert_rows(
-                    repo, checked, uploader, remote_addr, key, project, uploaded, action
+                    repo, checked, uploader, remote_addr, key, project, uploaded, action, kept
                 )
                 return True, _bump_generation(repo.id)
 
@@ -316,6 +344,7 @@ class UploadService:
         existing: ProjectInfo | None,
         uploaded: datetime.datetime | None,
         action: str,
+        kept: provenance.Kept | None,
     ) -> None:
         dist, metadata, content = checked.dist, checked.metadata, checked.content
         if existing is not None:
@@ -361,13 +390,19 @@ class UploadService:
             models.UsedFilename.insert(
                 repository=repo.id, filename=dist.filename
             ).on_conflict_ignore().execute()
+        detail = f"sha256={stored.sha256}"
+        if kept is not None:
+            provenance.store(stored.id, kept)
+            detail += f" attestations={kept.status}"
+        if checked.gpg_signature:
+            detail += " gpg_signature=dropped"
         audit.record(
             uploader.name,
             action,
             repository=repo.name,
             project=dist.normalized,
             filename=dist.filename,
-            detail=f"sha256={stored.sha256}",
+            detail=detail,
             remote_addr=remote_addr,
         )
 

@@ -7,6 +7,7 @@ from minirepo.views import (
     files,
     jsonapi,
     ops,
+    osv_api,
     projectpage,
     search,
     simple,
@@ -28,6 +29,7 @@ BLUEPRINTS = (
     admin.bp,
     search.bp,
     jsonapi.bp,
+    osv_api.bp,
     projectpage.bp,
     web.bp,
 )

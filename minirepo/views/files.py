@@ -17,15 +17,17 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
+import json
 from typing import Any, BinaryIO
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.http import parse_range_header
 from werkzeug.wsgi import wrap_file
 
 from minirepo import errors, names
 from minirepo.errors import NotFound
+from minirepo.services import provenance
 from minirepo.services.index import StoredFile
 from minirepo.services.repos import RepoInfo
 from minirepo.views.common import (
@@ -61,9 +63,14 @@ def _canonical_project_or_404(project: str) -> str:
 @bp.get("/<repo>/files/<project>/<filename>")
 def download(repo: str | None, project: str, filename: str) -> Response:
     project = _canonical_project_or_404(project)
-    info = readable_source(repository(repo), project, filename.removesuffix(".metadata"))
+    distribution = filename.removesuffix(".metadata").removesuffix(".provenance")
+    info = readable_source(repository(repo), project, distribution)
+    counted = distribution == filename and request.method == "GET"
+    _refuse_blocked(info, project, distribution, counted)
     if filename.endswith(".metadata"):
-        return _metadata(info, project, filename.removesuffix(".metadata"))
+        return _metadata(info, project, distribution)
+    if filename.endswith(".provenance"):
+        return _provenance(info, project, distribution)
     if request.method == "GET" and (direct := index().direct_url(info, project, filename)):
         return _redirect(*direct)
     if info.is_proxy:
@@ -96,6 +103,23 @@ def download(repo: str | None, project: str, filename: str) -> Response:
     if _sends_the_file(response):
         services().downloads.count(stored.id)
     return response
+
+
+def _refuse_blocked(repo: RepoInfo, project: str, filename: str, counted: bool) -> None:
+    """403 for a file the repository's policy blocks, before anything is read or fetched
+    (a proxy never fetches it); the reason is the line its page lists it as yanked with.
+    `counted`: a download of the file itself, which the metrics count when an advisory
+    names it (what `warn` is for)."""
+    verdict = index().verdicts.of_file(repo.id, repo.level, project, filename)
+    if not verdict.decisions:
+        return
+    if counted:
+        worst = verdict.decisions[0]
+        current_app.extensions["minirepo.metrics"].advised(
+            "blocked" if verdict.reason else worst.action, worst.finding.severity
+        )
+    if verdict.reason:
+        raise errors.Forbidden(verdict.reason)
 
 
 def _redirect(url: str, stored: StoredFile) -> Response:
@@ -162,6 +186,22 @@ def _metadata(repo: RepoInfo, project: str, filename: str) -> Response:
             raise
         content = proxies().core_metadata(repo, project, filename)
     response = Response(content, content_type="text/plain; charset=utf-8")
+    response.set_etag(hashlib.sha256(content).hexdigest())
+    response.headers["Cache-Control"] = _cache_control(repo)
+    return _conditional(response, len(content))
+
+
+def _provenance(repo: RepoInfo, project: str, filename: str) -> Response:
+    """PEP 740: a hosted file's verified attestations with their publisher; a proxy's as
+    its upstream serves them (fetched once, kept verbatim)."""
+    if repo.is_proxy:
+        content = proxies().provenance(repo, project, filename)
+    else:
+        found = provenance.provenance_of(index().stored_file(repo, project, filename).id)
+        if found is None:
+            raise NotFound(f"No verified provenance for {filename!r}")
+        content = json.dumps(found).encode()
+    response = Response(content, content_type="application/json")
     response.set_etag(hashlib.sha256(content).hexdigest())
     response.headers["Cache-Control"] = _cache_control(repo)
     return _conditional(response, len(content))

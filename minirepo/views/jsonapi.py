@@ -15,7 +15,7 @@ from flask import Blueprint, Response, request
 from minirepo import names
 from minirepo.errors import MinirepoError, NotFound, redirect, to_response
 from minirepo.services import pypi_json
-from minirepo.views.common import readable_source, repository
+from minirepo.views.common import index, readable_source, repository
 from minirepo.views.webpage import base_url, root
 
 bp = Blueprint("jsonapi", __name__)
@@ -41,7 +41,8 @@ def project_json(repo: str | None, project: str, version: str | None) -> Respons
     if normalized is None:
         raise NotFound("Not found")
     source = readable_source(info, normalized)
-    document = pypi_json.document(source, normalized, version, _links(info.name, repo))
+    verdicts = index().verdicts.project(source.id, source.level, normalized)
+    document = pypi_json.document(source, normalized, version, _links(info.name, repo), verdicts)
     if document is None:
         raise NotFound(f"No project named {normalized!r} in {info.name!r}")
     if normalized != project:

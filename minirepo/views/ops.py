@@ -9,7 +9,7 @@ from minirepo.errors import NotFound
 from minirepo.metrics import Metrics
 from minirepo.services import health as checks
 from minirepo.views.api.common import require_admin
-from minirepo.views.common import proxies, services, settings
+from minirepo.views.common import index, proxies, services, settings
 
 bp = Blueprint("ops", __name__)
 
@@ -21,7 +21,14 @@ def health() -> Response:
     low; 503 when it does not work: a load balancer then takes the server out only when it
     cannot serve."""
     spool: checks.Spool = current_app.extensions["minirepo.spool"]
-    found = checks.check(settings().data, proxies().upstreams, spool, services().folder.store)
+    advisories = index().verdicts.lookup.status()
+    found = checks.check(
+        settings().data,
+        proxies().upstreams,
+        spool,
+        services().folder.store,
+        (advisories.checked if advisories else None, settings().advisories_max_age),
+    )
     response = jsonify(version=__version__, **found.report())
     response.status_code = 200 if found.works else 503
     response.headers["Cache-Control"] = "no-store"

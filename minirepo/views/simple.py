@@ -139,7 +139,7 @@ def existing_project(
     if repo.is_group and index().is_tracked(repo, normalized):
         auth.require(Action.READ, repo, normalized)
         members = readable_members(repo, normalized)
-        page, contributed = index().tracked_page(members, normalized, kind)
+        page, contributed = index().tracked_page(repo, members, normalized, kind)
         # As private as the most private member it lists.
         private = next((member for member in contributed if not member.is_public), None)
         source = repo if private is None else dataclasses.replace(repo, read=private.read)

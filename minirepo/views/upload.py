@@ -32,6 +32,7 @@ def read_form() -> UploadForm:
     try:
         form = request.form
         part = request.files.get("content")
+        signature = request.files.get("gpg_signature")
     except ClientDisconnected as exc:
         raise InvalidUpload("The request body is shorter than its Content-Length") from exc
     content = part.stream if part is not None else None
@@ -44,7 +45,15 @@ def read_form() -> UploadForm:
         digests={field: form.get(field, "") for field in DIGEST_FIELDS},
         filename=(part.filename or "") if part is not None else "",
         content=content if isinstance(content, SpoolFile) else None,
+        attestations=form.get("attestations", ""),
+        gpg_signature=_size(signature.stream) if signature is not None else None,
     )
+
+
+def _size(stream: object) -> int:
+    """A spooled part's size (werkzeug streamed it to a spool file or memory)."""
+    seek = getattr(stream, "seek", None)
+    return int(seek(0, 2)) if seek is not None else 0
 
 
 @bp.post("/", defaults={"repo": None})

@@ -289,8 +289,8 @@ def test_a_repositorys_rule_is_applied_once_a_day(
     assert "today it would prune 2 file(s) of 2 release(s)" in result.output
     assert versions(client, "ci-tool") == ["1.0", "1.1", "2.0"]  # the server prunes, later
     listed = run_cli(app, "repo", "list").output.splitlines()
-    assert listed[0].endswith("\tmembers\tretention")
-    assert next(line for line in listed if line.startswith("main\t")).endswith("\tkeep 1")
+    assert listed[0].endswith("\tmembers\tretention\tblock")
+    assert next(line for line in listed if line.startswith("main\t")).endswith("\tkeep 1\twarn")
 
     assert [release.version for release in retention.apply_due()["main"]] == ["1.1", "1.0"]
     assert versions(client, "ci-tool") == ["2.0"]
@@ -328,7 +328,8 @@ def test_repo_set_changes_fields_of_the_rule_and_removes_it(app: Flask) -> None:
         if "retention" in row.detail
     ]
     assert details[0].endswith(
-        "-> read=anonymous overwrite=never default-role=uploader retention=keep 2"
+        "-> read=anonymous overwrite=never default-role=uploader retention=keep 2 "
+        "block=warn attestations=auto"
     )
 
 

@@ -1444,7 +1444,7 @@ PG_SCHEMA_QUERIES = (
         SCHEMA4["postgresql"],
         SCHEMA5["postgresql"],
         SCHEMA6["postgresql"],
-        SCHEMA7["postgresql"],  # made at the latest schema: restored, nothing to upgrade
+        SCHEMA7["postgresql"],
     ],
 )
 def test_an_upgraded_postgres_database_is_a_fresh_one(

@@ -427,12 +427,13 @@ def test_repo_create_and_list(cli: Cli) -> None:
     header = ["name", "kind", "read", "overwrite", "default-role", "projects", "files", "bytes"]
     lines = [line.split("\t") for line in cli.ok("repo", "list").stdout.splitlines()]
     assert lines == [
-        [*header, "members", "retention"],
-        ["main", "hosted", "anonymous", "never", "uploader", "0", "0", "0", "-", "-"],
-        ["team", "hosted", "authenticated", "allow", "reader", "0", "0", "0", "-", "-"],
+        [*header, "members", "retention", "block"],
+        ["main", "hosted", "anonymous", "never", "uploader", "0", "0", "0", "-", "-", "warn"],
+        ["team", "hosted", "authenticated", "allow", "reader", "0", "0", "0", "-", "-", "warn"],
     ]
     cli.ok("repo", "create", "plain")
-    assert "plain\thosted\tanonymous\tnever\tnone\t0\t0\t0\t-\t-" in cli.ok("repo", "list").stdout
+    listed = cli.ok("repo", "list").stdout
+    assert "plain\thosted\tanonymous\tnever\tnone\t0\t0\t0\t-\t-\twarn" in listed
 
 
 def test_repo_set_changes_only_what_is_given(cli: Cli) -> None:
@@ -759,15 +760,15 @@ def test_group_create_list_set_and_origins(cli: Cli) -> None:
     rows = {
         line.split("\t")[0]: line.split("\t") for line in cli.ok("repo", "list").stdout.splitlines()
     }
-    assert rows["name"][-2] == "members"
+    assert rows["name"][8] == "members"
     assert rows["all"][1] == "group"
-    assert rows["all"][-2] == "main,team (uploads: main)"
-    assert rows["main"][-2] == "-"
+    assert rows["all"][8] == "main,team (uploads: main)"
+    assert rows["main"][8] == "-"
     cli.ok("repo", "set", "all", "--members", "team,main", "--upload-to", "")
     rows = {
         line.split("\t")[0]: line.split("\t") for line in cli.ok("repo", "list").stdout.splitlines()
     }
-    assert rows["all"][-2] == "team,main"
+    assert rows["all"][8] == "team,main"
     assert cli.ok("origin", "show", "all").stdout.splitlines() == ["project\tmember\tsince\tby"]
     assert (
         "now serves lab-tool from main"

@@ -215,7 +215,7 @@ def test_json_project_page(client: FlaskClient, uploaded: Uploaded) -> None:
     assert response.headers["Content-Type"] == JSON_V1
     page = json.loads(response.get_data())
     assert set(page) == {"meta", "name", "versions", "files"}
-    assert page["meta"] == {"api-version": "1.1"}
+    assert page["meta"] == {"api-version": "1.3"}
     assert page["name"] == "demo-pkg"
     assert page["versions"] == ["0.9", "1.0", "2.0"]
     by_name = {entry["filename"]: entry for entry in page["files"]}
@@ -285,9 +285,9 @@ def test_html_project_page(client: FlaskClient, uploaded: Uploaded, accept: str 
     expected_type = HTML_V1 if accept == HTML_V1 else "text/html; charset=utf-8"
     assert response.headers["Content-Type"] == expected_type
     body = response.get_data(as_text=True)
-    assert '<meta name="pypi:repository-version" content="1.1">' in body
+    assert '<meta name="pypi:repository-version" content="1.3">' in body
     links = parse(body)
-    assert {"name": "pypi:repository-version", "content": "1.1"} in links.meta
+    assert {"name": "pypi:repository-version", "content": "1.3"} in links.meta
     # hatch's duplicate check matches `<a ...>FILENAME</a>` literally.
     for filename in (WHEEL_10, SDIST_10, SDIST_09, WHEEL_20):
         assert re.search(rf"<a [^>]*>{re.escape(filename)}</a>", body), filename
@@ -345,7 +345,7 @@ def test_root_index_html(client: FlaskClient, uploaded: Uploaded, prefix: str) -
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
     body = response.get_data(as_text=True)
-    assert '<meta name="pypi:repository-version" content="1.1">' in body
+    assert '<meta name="pypi:repository-version" content="1.3">' in body
     anchors = {text: attrs["href"] for attrs, _, text in parse(body).anchors}
     assert anchors == {"demo-pkg": "demo-pkg/", "Foo.Bar": "foo-bar/"}
     for href in anchors.values():
@@ -358,7 +358,7 @@ def test_root_index_json(client: FlaskClient, uploaded: Uploaded, prefix: str) -
     assert response.status_code == 200
     assert response.headers["Content-Type"] == JSON_V1
     assert response.get_json() == {
-        "meta": {"api-version": "1.1"},
+        "meta": {"api-version": "1.3"},
         "projects": [{"name": "demo-pkg"}, {"name": "Foo.Bar"}],
     }
 
@@ -366,7 +366,7 @@ def test_root_index_json(client: FlaskClient, uploaded: Uploaded, prefix: str) -
 def test_empty_root_index(tmp_path: Path) -> None:
     client = create_app(Settings(data=tmp_path / "empty", password_hash=FAST_HASH)).test_client()
     assert client.get("/simple/", headers=JSON).get_json() == {
-        "meta": {"api-version": "1.1"},
+        "meta": {"api-version": "1.3"},
         "projects": [],
     }
     assert parse(client.get("/simple/").get_data(as_text=True)).anchors == []
