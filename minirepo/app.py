@@ -126,8 +126,14 @@ def create_app(settings: Settings, folder: DataFolder | None = None) -> Flask:
     rendered = RenderedPages()
     app.extensions["minirepo.ui_pages"] = rendered
     downloads = app.extensions["minirepo"].downloads
-    # A kept page changes with its repository and with each write of the download counts.
-    app.extensions["minirepo.ui_stamp"] = lambda generation: (generation, downloads.epoch)
+    # A kept page changes with its repository, with each write of the download counts and
+    # with the advisories (the findings a project page lists).
+    verdicts = index.verdicts
+    app.extensions["minirepo.ui_stamp"] = lambda generation: (
+        generation,
+        downloads.epoch,
+        verdicts.counter(),
+    )
     browsers = UiPages(
         pages,
         index,

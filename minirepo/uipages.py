@@ -19,7 +19,7 @@ import threading
 # too) carries it. No text a template writes has NULs.
 NETLOC = "\x00minirepo-host\x00"
 MAX_PAGES = 2000
-Stamp = tuple[int, int]
+Stamp = tuple[int, int, int]
 
 
 class RenderedPages:

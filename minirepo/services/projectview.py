@@ -27,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 from minirepo import dists, models
 from minirepo.db import rows
 from minirepo.errors import InvalidUpload, NotFound
+from minirepo.services import provenance
 from minirepo.services.proxies import ProxyPage
 from minirepo.services.repos import RepoInfo, info_of
 
@@ -102,6 +103,7 @@ class FileView:
     id: int | None = None  # a stored file's row; None: listed upstream, not kept here
     origin: str = ""  # the group member or upstream host it comes from; "" for our own
     cached: bool | None = None  # a proxy's file: kept here or not; None: not a proxy's
+    attestation: str = ""  # its PEP 740 attestations' status and why; "": none uploaded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +171,13 @@ def local_part(repo: RepoInfo, normalized: str, origin: str = "") -> Part | None
             query
         )
     ]
-    files = [dataclasses.replace(f, origin=origin, cached=cached) for f in files]
+    described = provenance.describe([f.id for f in files if f.id is not None])
+    files = [
+        dataclasses.replace(
+            f, origin=origin, cached=cached, attestation=described.get(f.id or 0, "")
+        )
+        for f in files
+    ]
     return Part(str(project.name), files, releases)
 
 

@@ -44,7 +44,8 @@ def prepare(mode: str, raw: str, filename: str, sha256: str) -> Kept | None:
     mode = mode_in_force(mode)
     if mode == "off":
         return None
-    if not raw.strip():
+    # An empty array is no attestation at all (a client may always send the field).
+    if raw.strip() in ("", "[]"):
         if mode == "require":
             raise InvalidUpload(_REQUIRED + "none was sent")
         return None
@@ -59,8 +60,8 @@ def prepare(mode: str, raw: str, filename: str, sha256: str) -> Kept | None:
 
 _REQUIRED = (
     "This repository requires a verified PEP 740 attestation (twine upload --attestations "
-    "or uv publish from a trusted publisher's CI, with the attestations extra on the "
-    "server): "
+    "dist/* or uv publish dist/*: both send only the .attestation files they are given, "
+    "signed in a trusted publisher's CI): "
 )
 
 
@@ -107,6 +108,16 @@ def verified_files(file_ids: list[int]) -> set[int]:
         & (models.FileProvenance.publisher != "")
     )
     return {int(file_id) for (file_id,) in rows(query.tuples())}
+
+
+def describe(file_ids: list[int]) -> dict[int, str]:
+    """file id -> what the web UI says of its attestations (why not verified, too)."""
+    if not file_ids:
+        return {}
+    query = models.FileProvenance.select(
+        models.FileProvenance.file, models.FileProvenance.status, models.FileProvenance.reason
+    ).where(models.FileProvenance.file.in_(file_ids))
+    return {int(file_id): f"{status}: {reason}" for file_id, status, reason in rows(query.tuples())}
 
 
 @dataclasses.dataclass(frozen=True)

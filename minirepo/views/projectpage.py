@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from minirepo import auth, names, svgchart
 from minirepo.errors import NotFound
 from minirepo.permissions import Action, may
-from minirepo.services import projects, projectview, readme
+from minirepo.services import policy, projects, projectview, readme
 from minirepo.services.projectview import Part
 from minirepo.services.repos import RepoInfo
 from minirepo.services.setup_snippets import Setup
@@ -84,6 +84,10 @@ def project_page(repo: str | None, name: str, version: str | None) -> BaseRespon
         label=f"Downloads of {view.name} per day, last {CHART_DAYS} days",
     )
     readme_html = readme.rendered(view.release, index().store) if view.release is not None else ""
+    findings: tuple[policy.Decision, ...] = ()
+    if view.shown is not None and not info.is_group:
+        verdicts = index().verdicts.project(info.id, info.level, normalized)
+        findings = verdicts.of(view.shown.version).decisions
     return render_cached(
         "project.html",
         info,
@@ -97,6 +101,7 @@ def project_page(repo: str | None, name: str, version: str | None) -> BaseRespon
         readme=Markup(readme_html),  # noqa: S704 - services.readme sanitises it (nh3)
         manages=_manages(info, normalized),
         upstream=projectview.upstream_host(info) if info.is_proxy else "",
+        findings=findings,
     )
 
 

@@ -254,3 +254,12 @@ def test_the_json_api_lists_the_releases_vulnerabilities(app: Flask) -> None:
         (CRITICAL["id"], ["1.1"], "osv")
     ]
     assert client.get("/main/pypi/demo/1.2/json").json["vulnerabilities"] == []  # type: ignore[index]
+
+
+def test_the_project_page_lists_the_findings_and_what_the_policy_does(app: Flask) -> None:
+    assert run_cli(app, "repo", "set", "main", "--block", "critical").exit_code == 0
+    page = app.test_client().get("/main/project/demo/1.0/").data.decode()
+    assert "Known vulnerabilities of 1.0" in page
+    assert f"<strong>{CRITICAL['id']}</strong> (critical, blocked)" in page
+    clean = app.test_client().get("/main/project/demo/1.2/").data.decode()
+    assert "Known vulnerabilities" not in clean

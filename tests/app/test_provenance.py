@@ -104,7 +104,7 @@ def test_a_stale_attestation_is_refused_and_nothing_is_stored(app: Flask, tmp_pa
     ("raw", "reason"),
     [
         ("not json", "Invalid attestation: not JSON"),
-        ("[]", "Invalid attestation: expected 1 to 8 attestations"),
+        ("[" + "{}," * 8 + "{}]", "Invalid attestation: expected 1 to 8 attestations"),
     ],
 )
 def test_a_field_that_is_no_attestation_is_refused(
@@ -170,3 +170,11 @@ def test_a_gpg_signature_is_accepted_dropped_and_never_served(app: Flask, tmp_pa
     other = make_sdist(tmp_path / "big", Dist("signed", "1.1"))
     huge = (io.BytesIO(b"x" * (65 * 1024)), other.name + ".asc")
     assert upload(client, other, gpg_signature=huge)[0] == 400
+
+
+def test_the_project_page_says_why_attestations_are_unverified(app: Flask, tmp_path: Path) -> None:
+    assert run_cli(app, "repo", "set", "main", "--attestations", "store").exit_code == 0
+    client = app.test_client()
+    assert upload(client, fixture_sdist(tmp_path), [attestation()])[0] == 200
+    page = client.get("/main/project/pypi-attestations/").data.decode()
+    assert "attestations unverified: kept without verification" in page

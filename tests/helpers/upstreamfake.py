@@ -53,6 +53,7 @@ class _File:
     requires_python: str
     metadata: bytes | None
     yanked: str | None
+    provenance: bytes | None = None  # PEP 740, served at `_provenance_url`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,9 @@ class _Answer:
 
 class FakeUpstream:
     """A PEP 503/691 index at `url` (…/simple/), files at `base`/files/<filename>.
+
+    A file's PEP 740 provenance, when it has one, is at `base`/integrity/<filename>/provenance
+    (a path of its own, as on PyPI, so a client must take the page's URL for it).
 
     Pages are JSON when the Accept header asks for it (unless `page_html_only`), else HTML,
     with a strong ETag per body (304 on a matching If-None-Match). Knobs, settable at any
@@ -132,13 +136,15 @@ class FakeUpstream:
         metadata: bytes | None = None,
         lie_sha256: bool = False,
         yanked: str | None = None,
+        provenance: bytes | None = None,
     ) -> str:
         """List a file on the project's page (with its sha256, or a wrong one when
-        `lie_sha256`); `yanked` is a reason ("" for none). Returns the file's URL."""
+        `lie_sha256`); `yanked` is a reason ("" for none); `provenance` is served as
+        the file's PEP 740 provenance, its URL on the page. Returns the file's URL."""
         digest = hashlib.sha256(content).hexdigest()
         if lie_sha256:
             digest = hashlib.sha256(b"not " + content).hexdigest()
-        entry = _File(filename, content, digest, requires_python, metadata, yanked)
+        entry = _File(filename, content, digest, requires_python, metadata, yanked, provenance)
         normalized = canonicalize_name(project)
         with self._lock:
             self._names.setdefault(normalized, project)
@@ -209,6 +215,8 @@ class FakeUpstream:
             return self._page(canonicalize_name(path.removeprefix("/simple/").strip("/")), headers)
         if path.startswith("/files/"):
             return self._file(unquote(path.removeprefix("/files/")))
+        if path.startswith("/integrity/") and path.endswith("/provenance"):
+            return self._provenance(unquote(path[len("/integrity/") : -len("/provenance")]))
         return _Answer(404, {"Content-Type": "text/plain"}, b"not found")
 
     def _page(self, normalized: str, headers: dict[str, str]) -> _Answer:
@@ -248,6 +256,13 @@ class FakeUpstream:
             headers["Content-Encoding"] = self.file_encoding
         return _Answer(200, headers, body, is_file=True)
 
+    def _provenance(self, filename: str) -> _Answer:
+        with self._lock:
+            entry = self._files.get(filename)
+        if entry is None or entry.provenance is None:
+            return _Answer(404, {"Content-Type": "text/plain"}, b"no provenance")
+        return _Answer(200, {"Content-Type": "application/json"}, entry.provenance)
+
     def _send(self, handler: BaseHTTPRequestHandler, answer: _Answer) -> None:
         handler.send_response(answer.status)
         for name, value in answer.headers.items():
@@ -286,6 +301,8 @@ class FakeUpstream:
                     "dist-info-metadata": metadata,
                 }
             )
+            if entry.provenance is not None:
+                entries[-1]["provenance"] = self._provenance_url(entry.filename)
         page = {"meta": {"api-version": "1.1"}, "name": name, "files": entries}
         return json.dumps(page).encode()
 
@@ -306,12 +323,17 @@ class FakeUpstream:
                 digest = hashlib.sha256(entry.metadata).hexdigest()
                 attributes += f' data-core-metadata="sha256={digest}"'
                 attributes += f' data-dist-info-metadata="sha256={digest}"'
+            if entry.provenance is not None:
+                attributes += f' data-provenance="{self._provenance_url(entry.filename)}"'
             lines.append(f"<a{attributes}>{html.escape(entry.filename)}</a><br />")
         lines.append("</body></html>")
         return "\n".join(lines).encode()
 
     def _file_url(self, filename: str) -> str:
         return f"{self.base}files/{filename}"
+
+    def _provenance_url(self, filename: str) -> str:
+        return f"{self.base}integrity/{filename}/provenance"
 
 
 class _Handler(BaseHTTPRequestHandler):
