@@ -309,32 +309,14 @@ class Index:
         gone = self.store.missing(row[1] for row in listed)
         found = [row for row in listed if row[1] not in gone]
         attested = provenance.verified_files([row[0] for row in found])
+        # (id, key, then FileRow's fields up to its upload time) -> FileRow
         return pages.sorted_rows(
             pages.FileRow(
-                filename,
-                version,
-                sha256,
-                size,
-                requires,
-                metadata,
-                yanked,
-                why,
-                pages.upload_time_text(uploaded),
-                file_id in attested,
+                *row[2:10],  # type: ignore[misc]
+                upload_time=pages.upload_time_text(row[10]),
+                provenance=row[0] in attested,
             )
-            for (
-                file_id,
-                _,
-                filename,
-                version,
-                sha256,
-                size,
-                requires,
-                metadata,
-                yanked,
-                why,
-                uploaded,
-            ) in found
+            for row in found
         )
 
     def holds(self, repo: RepoInfo, normalized: str, filename: str) -> bool:
