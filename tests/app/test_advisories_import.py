@@ -4,6 +4,7 @@ a killed import keep the advisories in force; a full export prunes, `withdrawn` 
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,20 @@ def test_status_and_show(app: Flask, tmp_path: Path) -> None:
     assert "GHSA-aaaa-0000-0001 (high)" in shown.output
     missing = run_cli(app, "advisories", "show", "GHSA-none")
     assert missing.exit_code == 1
+
+
+def test_health_is_degraded_when_the_advisories_are_old(app: Flask, tmp_path: Path) -> None:
+    client = app.test_client()
+    assert client.get("/-/health").json["advisories_checked"] is None  # type: ignore[index]
+    update(app, write_folder(tmp_path / "first", DOCUMENTS))
+    # As if the last update ran 15 days ago (read by the next app: the status is kept 10 s).
+    old = models.utcnow() - datetime.timedelta(days=15)
+    models.AdvisoryImport.update(finished=old, checked=None).execute()
+    settings = app.extensions["minirepo"].settings
+    with served(settings) as later:
+        health = later.test_client().get("/-/health")
+    assert health.status_code == 200
+    assert health.json["status"] == "degraded"  # type: ignore[index]
+    assert health.json["problems"] == [  # type: ignore[index]
+        "the advisories are 15 days old (advisories_max_age): run minirepo advisories update"
+    ]

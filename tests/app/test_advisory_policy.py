@@ -261,3 +261,25 @@ def test_the_project_page_lists_the_findings_and_what_the_policy_does(app: Flask
     assert f"<strong>{CRITICAL['id']}</strong> (critical, blocked)" in page
     clean = app.test_client().get("/main/project/demo/1.2/").data.decode()
     assert "Known vulnerabilities" not in clean
+
+
+def test_warn_serves_and_counts_the_downloads_of_what_advisories_name(app: Flask) -> None:
+    """`main` is hosted, so `warn` by default: every file is served, and the downloads of
+    those an advisory names are counted by action and severity (blocked ones too)."""
+    client = app.test_client()
+    assert file_status(client, "1.0") == 200
+    assert file_status(client, "1.1") == 200
+    assert file_status(client, "1.2") == 200
+    assert run_cli(app, "repo", "set", "main", "--block", "critical").exit_code == 0
+    assert file_status(client, "1.0") == 403
+    metrics = client.get("/-/metrics", headers=ROOT).data.decode()
+    counted = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("minirepo_advised_downloads_total{")
+    }
+    assert counted == {
+        'minirepo_advised_downloads_total{action="warned",severity="critical"}': 1.0,
+        'minirepo_advised_downloads_total{action="warned",severity="medium"}': 1.0,
+        'minirepo_advised_downloads_total{action="blocked",severity="critical"}': 1.0,
+    }

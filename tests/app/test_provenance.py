@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pypi_attestations import Distribution, GitHubPublisher, Provenance
 
-from minirepo import models
+from minirepo import attestations, models
 from minirepo.services import accounts
 from tests.conftest import basic, snapshot
 from tests.helpers.backends import BACKENDS, backend_settings, run_cli, served
@@ -178,3 +178,20 @@ def test_the_project_page_says_why_attestations_are_unverified(app: Flask, tmp_p
     assert upload(client, fixture_sdist(tmp_path), [attestation()])[0] == 200
     page = client.get("/main/project/pypi-attestations/").data.decode()
     assert "attestations unverified: kept without verification" in page
+
+
+def test_auto_without_the_extra_keeps_them_unverified(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`auto` (the default) on a server without minirepo-server[attestations] is `store`:
+    the stdlib checks still refuse a stale one; the fixture is kept `unverified`, and the
+    pages carry no `provenance` key."""
+    monkeypatch.setattr(attestations, "extra_available", lambda: False)
+    client = app.test_client()
+    (tmp_path / "dist").mkdir()
+    other = make_sdist(tmp_path / "dist", Dist("pypi-attestations", "0.0.19"))
+    assert upload(client, other, [attestation()])[0] == 400
+    assert models.File.select().count() == 0
+    assert upload(client, fixture_sdist(tmp_path), [attestation()])[0] == 200
+    assert models.FileProvenance.get().status == "unverified"
+    assert "provenance" not in listed(client)
