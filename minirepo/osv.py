@@ -223,6 +223,17 @@ def _timestamp(value: Any, field: str) -> datetime:
     return moment
 
 
+def unchanged(document: Mapping[str, Any], known: datetime | None) -> bool:
+    """Whether a record we hold as modified at `known` comes again not newer and not
+    withdrawn: an update then skips it without parsing it (most of a daily export)."""
+    if known is None or "withdrawn" in document:
+        return False
+    try:
+        return _timestamp(document.get("modified"), "modified") <= known
+    except ValueError:
+        return False
+
+
 def _optional_timestamp(document: Mapping[str, Any], field: str) -> datetime | None:
     value = document.get(field)
     return None if value is None else _timestamp(value, field)

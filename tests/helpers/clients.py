@@ -1,7 +1,9 @@
-"""Driving the real clients in tests: run one, publish with twine, a dependency chain."""
+"""Driving the real clients in tests: run one, publish with twine, a dependency chain, read
+what they print and check what they publish."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +62,12 @@ def build_chain(folder: Path, prefix: str) -> tuple[list[Path], str]:
 
 def installed(target: Path) -> set[str]:
     return {path.name for path in target.iterdir()}
+
+
+def flat(text: str) -> str:
+    """`text` with every run of whitespace made one space: uv wraps its messages."""
+    return " ".join(text.split())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

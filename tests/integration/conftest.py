@@ -19,6 +19,7 @@ from selenium import webdriver
 from tests.helpers.browser import chromium
 from tests.helpers.serverproc import Server, client_env, running_server
 from tests.helpers.stacks import DEFAULT_STACK, STACKS, Stack
+from tests.helpers.tripwire import Tripwire
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,6 +62,21 @@ def server(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[S
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return client_env(tmp_path / "home")
+
+
+@pytest.fixture(scope="module")
+def tripwire() -> Iterator[Tripwire]:
+    wire = Tripwire()
+    yield wire
+    wire.close()
+
+
+@pytest.fixture
+def loopback_env(tmp_path: Path, tripwire: Tripwire) -> Iterator[dict[str, str]]:
+    """A clean client environment whose every request off loopback hits the tripwire; the
+    test fails if one did."""
+    with tripwire.untouched():
+        yield client_env(tmp_path / "home") | tripwire.proxies()
 
 
 @pytest.fixture

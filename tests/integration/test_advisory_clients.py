@@ -14,17 +14,16 @@ import dataclasses
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from uv import find_uv_bin
 
+from tests.helpers.clients import flat
 from tests.helpers.distfactory import Dist, make_wheel
 from tests.helpers.osvdocs import record, write_folder
-from tests.helpers.serverproc import Server, client_env
-from tests.integration.test_clients import Tripwire, flat
+from tests.helpers.serverproc import Server
 
 pytestmark = pytest.mark.stacks
 
@@ -67,26 +66,6 @@ def blocked(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Blocked
     return Blocked(server, before, after)
 
 
-@pytest.fixture(scope="module")
-def tripwire() -> Iterator[Tripwire]:
-    wire = Tripwire()
-    yield wire
-    wire.close()
-
-
-@pytest.fixture
-def env(tmp_path: Path, tripwire: Tripwire) -> Iterator[dict[str, str]]:
-    """A clean client environment whose every request off loopback hits the tripwire; the
-    test fails if one did."""
-    env = client_env(tmp_path / "home")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        env[name] = env[name.lower()] = tripwire.url
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    seen = len(tripwire.requests)
-    yield env
-    assert tripwire.requests[seen:] == [], "a client tried to leave loopback"
-
-
 def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a client with nothing to read on stdin and a time limit."""
     return subprocess.run(cmd, env=env, input="", capture_output=True, text=True, timeout=TIMEOUT)
@@ -123,12 +102,12 @@ def test_the_page_etag_changes_with_the_advisories(blocked: Blocked) -> None:
 
 @pytest.mark.parametrize("client", ["pip", "uv"])
 def test_unpinned_gets_the_fixed_version_and_the_blocked_pin_fails_with_the_reason(
-    blocked: Blocked, env: dict[str, str], tmp_path: Path, client: str
+    blocked: Blocked, loopback_env: dict[str, str], tmp_path: Path, client: str
 ) -> None:
-    code, output = install(client, blocked.index, tmp_path / "latest", "demo", env)
+    code, output = install(client, blocked.index, tmp_path / "latest", "demo", loopback_env)
     assert code == 0, output
     assert dist_infos(tmp_path / "latest") == {"demo-1.1.dist-info"}
-    code, output = install(client, blocked.index, tmp_path / "pinned", "demo==1.0", env)
+    code, output = install(client, blocked.index, tmp_path / "pinned", "demo==1.0", loopback_env)
     assert code != 0, output
     # pip: "ERROR: 403 Client Error: <reason> for url: …/demo-1.0-py3-none-any.whl.metadata";
     # uv: "cause: HTTP status client error (403 <reason>) for url (….metadata)".
@@ -138,7 +117,7 @@ def test_unpinned_gets_the_fixed_version_and_the_blocked_pin_fails_with_the_reas
 
 
 def test_pip_audit_reports_the_advisory_from_the_osv_query_api(
-    blocked: Blocked, env: dict[str, str], tmp_path: Path
+    blocked: Blocked, loopback_env: dict[str, str], tmp_path: Path
 ) -> None:
     """`--disable-pip --no-deps`: pip-audit reads the pins as they are (no resolver, no
     index) and asks only the OSV URL it is given."""
@@ -147,7 +126,7 @@ def test_pip_audit_reports_the_advisory_from_the_osv_query_api(
     cmd = [PY, "-m", "pip_audit", "-s", "osv", "--osv-url"]
     cmd += [f"{blocked.server.url}/-/osv/v1/query", "-r", str(requirements)]
     cmd += ["--no-deps", "--disable-pip", "--progress-spinner", "off", "--format", "json"]
-    result = run(cmd, env)
+    result = run(cmd, loopback_env)
     assert result.returncode == 1, result.stdout + result.stderr  # 1: it found something
     report = json.loads(result.stdout)
     found = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -26,9 +26,9 @@ import requests
 from pypi_attestations import Distribution, GitHubPublisher, Provenance
 from uv import find_uv_bin
 
+from tests.helpers.clients import flat, sha256
 from tests.helpers.distfactory import Dist, make_sdist
-from tests.helpers.serverproc import Server, client_env
-from tests.integration.test_clients import Tripwire, flat, sha256
+from tests.helpers.serverproc import Server
 
 pytestmark = pytest.mark.stacks
 
@@ -44,33 +44,13 @@ TIMEOUT = 180
 
 @pytest.fixture(scope="module")
 def repositories(server: Server) -> Server:
-    """`main` for twine; `uv` for uv publish; `required` refuses a file without a verified
-    attestation; `stale` takes the uploads that must fail (a filename is taken once per
-    repository, so each publish that succeeds has its own)."""
-    for name in ("uv", "required", "stale"):
+    """`twine` and `uv`, one for each client's publish; `required` refuses a file without a
+    verified attestation; `stale` takes the uploads that must fail (a filename is taken once
+    per repository, so each publish that succeeds has its own)."""
+    for name in ("twine", "uv", "required", "stale"):
         server.cli("repo", "create", name)
     server.cli("repo", "set", "required", "--attestations", "require")
     return server
-
-
-@pytest.fixture(scope="module")
-def tripwire() -> Iterator[Tripwire]:
-    wire = Tripwire()
-    yield wire
-    wire.close()
-
-
-@pytest.fixture
-def env(tmp_path: Path, tripwire: Tripwire) -> Iterator[dict[str, str]]:
-    """A clean client environment whose every request off loopback hits the tripwire; the
-    test fails if one did."""
-    env = client_env(tmp_path / "home")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        env[name] = env[name.lower()] = tripwire.url
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    seen = len(tripwire.requests)
-    yield env
-    assert tripwire.requests[seen:] == [], "a client tried to leave loopback"
 
 
 def project(folder: Path, *, stale: bool = False) -> Path:
@@ -112,6 +92,11 @@ def uv_publish(
     return run([*cmd, *files], env, folder)
 
 
+# The publish of `dist/*` by each client, by the client's name.
+PUBLISH: dict[str, Callable[[Server, str, Path, dict[str, str]], subprocess.CompletedProcess[str]]]
+PUBLISH = {"twine": twine_upload, "uv": uv_publish}
+
+
 def project_page(server: Server, repo: str) -> requests.Response:
     """The project's JSON simple page in `repo`, read anonymously."""
     url = f"{server.url}/{repo}/simple/pypi-attestations/"
@@ -144,49 +129,41 @@ def assert_verified_provenance(server: Server, repo: str) -> None:
     attestation.verify(PUBLISHER, Distribution(name=SDIST, digest=digest), offline=True)
 
 
-def test_twine_upload_attestations_gives_a_verified_provenance(
-    repositories: Server, env: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize("client", ["twine", "uv"])
+def test_the_attestations_in_dist_give_a_verified_provenance(
+    repositories: Server, loopback_env: dict[str, str], tmp_path: Path, client: str
 ) -> None:
+    """`twine upload --attestations dist/*` warns "Only PyPI and TestPyPI support
+    attestations" and sends them all the same; a bare `uv publish` sends them unasked."""
     folder = project(tmp_path / "project")
-    result = twine_upload(repositories, "main", folder, env)
-    # It warns "Only PyPI and TestPyPI support attestations" and sends them all the same.
+    result = PUBLISH[client](repositories, client, folder, loopback_env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert_verified_provenance(repositories, "main")
-
-
-def test_uv_publish_sends_the_attestations_in_dist_unasked(
-    repositories: Server, env: dict[str, str], tmp_path: Path
-) -> None:
-    folder = project(tmp_path / "project")
-    result = uv_publish(repositories, "uv", folder, env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert_verified_provenance(repositories, "uv")
+    assert_verified_provenance(repositories, client)
 
 
 def test_uv_publish_of_the_dist_path_alone_sends_no_attestation(
-    repositories: Server, env: dict[str, str], tmp_path: Path
+    repositories: Server, loopback_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The attestation lies beside the file but is not among uv's inputs: uv sends none,
     and says nothing; `require` refuses the upload with the reason."""
     folder = project(tmp_path / "project")
-    result = uv_publish(repositories, "required", folder, env, f"dist/{SDIST}")
+    result = uv_publish(repositories, "required", folder, loopback_env, f"dist/{SDIST}")
     output = flat(result.stdout + result.stderr)
     assert result.returncode != 0, output
     assert "requires a verified PEP 740 attestation" in output
     assert "none was sent" in output
-    result = uv_publish(repositories, "required", folder, env)  # dist/*: sent, so accepted
+    result = uv_publish(repositories, "required", folder, loopback_env)  # dist/*: sent, so accepted
     assert result.returncode == 0, result.stdout + result.stderr
     assert_verified_provenance(repositories, "required")
 
 
 @pytest.mark.parametrize("client", ["twine", "uv"])
 def test_a_stale_attestation_fails_the_upload_with_the_reason(
-    repositories: Server, env: dict[str, str], tmp_path: Path, client: str
+    repositories: Server, loopback_env: dict[str, str], tmp_path: Path, client: str
 ) -> None:
     """dist/ holds another file under the attested filename (rebuilt since it was signed)."""
     folder = project(tmp_path / "project", stale=True)
-    publish = twine_upload if client == "twine" else uv_publish
-    result = publish(repositories, "stale", folder, env)
+    result = PUBLISH[client](repositories, "stale", folder, loopback_env)
     output = flat(result.stdout + result.stderr)
     assert result.returncode != 0, output
     assert STALE in output

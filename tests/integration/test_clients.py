@@ -8,32 +8,33 @@ checked on the JSON simple page (filename, sha256, size) and installed afterward
 Isolation: each test gets its own HOME, XDG folders, tool config/cache/data folders and no
 config file, and `HTTP(S)_PROXY`/`ALL_PROXY` point at a tripwire on loopback while
 `NO_PROXY=127.0.0.1`: any request to another host (pypi.org as a default index, a build
-backend, a version check) reaches the tripwire, fails at once and fails the test.
+backend, a version check) reaches the tripwire (tests/helpers/tripwire.py), fails at once and
+fails the test.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from uv import find_uv_bin
 
+from tests.helpers.clients import flat, sha256
 from tests.helpers.distfactory import Dist, make_sdist, make_wheel
 from tests.helpers.serverproc import Server, client_env, running_server
 from tests.helpers.stacks import Stack
+from tests.helpers.tripwire import Tripwire
 
 pytestmark = pytest.mark.stacks
 
@@ -48,65 +49,20 @@ TIMEOUT = 180
 # --- isolation ------------------------------------------------------------------------------
 
 
-class Tripwire:
-    """A "proxy" on loopback that forwards nothing: it notes each request line and hangs up."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self.requests: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    data = conn.recv(1024)
-                except OSError:
-                    data = b""
-            self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1") or "<no request>")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-
-
-@pytest.fixture(scope="module")
-def tripwire() -> Iterator[Tripwire]:
-    wire = Tripwire()
-    yield wire
-    wire.close()
-
-
 @pytest.fixture(autouse=True)
 def no_escape(tripwire: Tripwire) -> Iterator[None]:
     """Fail the test if any client tried to reach a host other than 127.0.0.1."""
-    seen = len(tripwire.requests)
-    yield
-    assert tripwire.requests[seen:] == [], "a client tried to leave loopback"
+    with tripwire.untouched():
+        yield
 
 
 @pytest.fixture
 def env(tmp_path: Path, tripwire: Tripwire) -> dict[str, str]:
     home = tmp_path / "home"
-    env = client_env(home)
-    proxies = {name: tripwire.url for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
-    env.update(proxies)
-    env.update({name.lower(): value for name, value in proxies.items()})
-    env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
-    env.update(
-        {
+    return (
+        client_env(home)
+        | tripwire.proxies()
+        | {
             "XDG_DATA_HOME": str(home / ".local/share"),
             "XDG_STATE_HOME": str(home / ".local/state"),
             "XDG_CONFIG_DIRS": str(home / "etc-xdg"),
@@ -125,7 +81,6 @@ def env(tmp_path: Path, tripwire: Tripwire) -> dict[str, str]:
             "HATCH_CACHE_DIR": str(home / "hatch-cache"),
         }
     )
-    return env
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -147,16 +102,7 @@ def ok(cmd: list[str], env: dict[str, str], cwd: Path | None = None, stdin: str 
     return output
 
 
-def flat(text: str) -> str:
-    """`text` with every run of whitespace made one space: uv wraps its messages."""
-    return " ".join(text.split())
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def json_page(server: Server, project: str) -> tuple[int, dict]:
+def json_page(server: Server, project: str) -> tuple[int, dict[str, Any]]:
     """(status, JSON simple page) of a project, read anonymously."""
     headers = {"Accept": JSON_V1}
     request = urllib.request.Request(f"{server.url}/simple/{project}/", headers=headers)  # noqa: S310
