@@ -41,13 +41,13 @@ def mode_in_force(mode: str) -> str:
 def prepare(mode: str, raw: str, filename: str, sha256: str) -> Kept | None:
     """The attestations of an upload as they will be kept, or None (none sent, or `off`);
     raises InvalidUpload (400) for what must not be published. No database, no network."""
-    mode = mode_in_force(mode)
-    if mode == "off":
-        return None
     # An empty array is no attestation at all (a client may always send the field).
     if raw.strip() in ("", "[]"):
         if mode == "require":
             raise InvalidUpload(_REQUIRED + "none was sent")
+        return None
+    mode = mode_in_force(mode)
+    if mode == "off":
         return None
     checked = attestations.check(raw, filename, sha256)
     if mode == "store":

@@ -103,9 +103,10 @@ def test_a_blocked_file_is_yanked_with_the_reason_and_refused_with_it(app: Flask
     assert listed(client)[wheel_name("1.0")] == reason
     html = client.get("/main/simple/demo/").data.decode()
     assert f'data-yanked="{reason}"' in html
-    with client.get(f"/main/files/demo/{wheel_name('1.0')}") as answer:
-        assert answer.status == f"403 {reason}"
-        assert answer.data.decode() == reason + "\n"
+    for suffix in ("", ".metadata", ".provenance"):
+        with client.get(f"/main/files/demo/{wheel_name('1.0')}{suffix}") as answer:
+            assert answer.status == f"403 {reason}"
+            assert answer.data.decode() == reason + "\n"
 
 
 def test_the_etag_changes_with_the_advisories(app: Flask, tmp_path: Path) -> None:
