@@ -30,6 +30,9 @@ from minirepo.errors import UserError
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# After each batch an update rests as long as it worked: a server on the same machine keeps
+# its speed while the (daily, background) import runs, which still takes well under a minute.
+PACE = 1.0
 STATUS_SECONDS = 10.0
 
 
@@ -124,6 +127,7 @@ def _fill(
     seen: set[str] = set()
     bad = dropped = 0
     batch: list[osv.Record] = []
+    pacer = _Pacer()
     for document in documents:
         osv_id = document.get("id")
         fresh = isinstance(osv_id, str) and osv_id not in staged
@@ -157,6 +161,7 @@ def _fill(
         if len(batch) >= BATCH:
             _stage(generation, batch)
             batch = []
+            pacer.rest()
     _stage(generation, batch)
     bad += unreadable()
     keep = [
@@ -172,6 +177,7 @@ def _fill(
         return Outcome(None, len(known), 0, 0, 0, bad, dropped)
     for start in range(0, len(keep), BATCH):
         _carry(current, generation, keep[start : start + BATCH])
+        pacer.rest()
     outcome = Outcome(generation, len(keep) + len(staged), added, changed, removed, bad, dropped)
     _switch(generation, outcome)
     database = active_database()
@@ -179,6 +185,15 @@ def _fill(
         # Statistics for the planner, which tables this size need.
         database.handle.execute_sql("PRAGMA optimize")  # type: ignore[no-untyped-call]
     return outcome
+
+
+class _Pacer:
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+
+    def rest(self) -> None:
+        time.sleep((time.monotonic() - self.since) * PACE)
+        self.since = time.monotonic()
 
 
 def _drop_unfinished() -> None:
